@@ -1,0 +1,26 @@
+#!/bin/sh
+# Install the real peers used by the tests (Debian packages), when missing and when we
+# can: as root with apt-get. Otherwise say what is missing; tests that need a peer skip
+# with a message naming it.
+set -e
+need=""
+command -v postconf >/dev/null 2>&1 || need="$need postfix"
+[ -x /usr/sbin/smtp-sink ] || need="$need postfix"
+command -v swaks >/dev/null 2>&1 || need="$need swaks"
+command -v msmtp >/dev/null 2>&1 || need="$need msmtp"
+[ -x /usr/lib/dovecot/lmtp ] || need="$need dovecot-lmtpd"
+command -v openssl >/dev/null 2>&1 || need="$need openssl"
+[ -f /usr/include/openssl/ssl.h ] || need="$need libssl-dev"
+need=$(echo $need | tr ' ' '\n' | sort -u | tr '\n' ' ')
+if [ -z "$(echo $need | tr -d ' ')" ]; then
+    exit 0
+fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test-deps: installing:$need"
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q $need >/dev/null
+else
+    echo "test-deps: missing:$need (run as root to install; dependent tests will skip)" >&2
+fi

@@ -1,0 +1,381 @@
+//! `outpost send`: deliver one message from the shell, sendmail/msmtp style, with the same
+//! engine, parameters and log lines as the daemon. Per-recipient results go to standard
+//! output, Postfix-format log lines to standard error, and the exit code follows sysexits.
+
+use crate::config::{Config, Mode};
+use crate::delivery::{Collect, Delivery};
+use crate::log::{self, MsgStats, Target};
+use crate::message::memory::MemoryContent;
+use crate::outcome::{Dsn, Status};
+use crate::request::{Encoding, Recipient, Request, Ret, notify};
+use crate::route::{self, dest};
+use crate::session::conn::{Dir, Tracer};
+use crate::session::{Params, Peer};
+use crate::sysexits::*;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+fn options() -> getopts::Options {
+    let mut o = getopts::Options::new();
+    o.parsing_style(getopts::ParsingStyle::FloatingFrees);
+    o.optopt(
+        "f",
+        "from",
+        "envelope sender (default: your login @ myorigin)",
+        "SENDER",
+    );
+    o.optflag(
+        "t",
+        "read-recipients",
+        "take recipients from To, Cc and Bcc headers (Bcc is removed)",
+    );
+    o.optopt("d", "destination", "next hop in Postfix syntax: host, [host]:port, inet:host:port, unix:/path (default: relayhost)", "DEST");
+    o.optopt(
+        "N",
+        "notify",
+        "DSN NOTIFY: never, or a list of success,failure,delay",
+        "LIST",
+    );
+    o.optopt("R", "ret", "DSN RET: full or hdrs", "RET");
+    o.optopt("V", "envid", "DSN envelope id", "ENVID");
+    o.optopt(
+        "c",
+        "config",
+        "Postfix configuration directory (default: built-in defaults, or $MAIL_CONFIG)",
+        "DIR",
+    );
+    o.optmulti("o", "", "override a parameter", "NAME=VALUE");
+    o.optflag(
+        "v",
+        "verbose",
+        "print the SMTP/LMTP dialogue on standard error",
+    );
+    o.optflag(
+        "",
+        "lmtp",
+        "speak LMTP (default for unix: and inet: destinations)",
+    );
+    o.optflag(
+        "",
+        "smtp",
+        "speak SMTP even for unix: and inet: destinations",
+    );
+    o.optopt(
+        "",
+        "file",
+        "read the message from FILE instead of standard input",
+        "FILE",
+    );
+    o.optopt(
+        "",
+        "queue-id",
+        "queue id to show in log lines (default: made up)",
+        "ID",
+    );
+    o.optopt(
+        "B",
+        "body",
+        "declare the body type: 7BIT or 8BITMIME (default: from the content)",
+        "TYPE",
+    );
+    o.optflag("", "smtputf8", "request SMTPUTF8");
+    o.optflag("q", "quiet", "no log lines on standard error");
+    o.optflag("", "syslog", "log to syslog instead of standard error");
+    o.optflag(
+        "i",
+        "",
+        "ignored (sendmail compatibility: a lone dot never ends input here)",
+    );
+    o.optflag("h", "help", "show this help");
+    o
+}
+
+fn usage(o: &getopts::Options) -> String {
+    o.usage("usage: outpost send [options] [recipient ...]\n\nDeliver one message (standard input, or --file) to the recipients, through the\ndestination given with -d or the configured relayhost.")
+}
+
+fn make_queue_id() -> String {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{:05X}{:05X}",
+        now.subsec_micros() & 0xFFFFF,
+        (std::process::id() ^ (now.as_secs() as u32)) & 0xFFFFF
+    )
+}
+
+fn login_name() -> String {
+    std::env::var("LOGNAME")
+        .or_else(|_| std::env::var("USER"))
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .unwrap_or_else(|| "nobody".to_string())
+}
+
+/// Run `outpost send`; `args` excludes "outpost send".
+pub fn main(args: &[String]) -> i32 {
+    let o = options();
+    let m = match o.parse(args) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("outpost send: {e}");
+            eprint!("{}", usage(&o));
+            return EX_USAGE;
+        }
+    };
+    if m.opt_present("h") {
+        print!("{}", usage(&o));
+        return EX_OK;
+    }
+    let dest_arg = m.opt_str("d");
+    let lmtp = if m.opt_present("smtp") {
+        false
+    } else {
+        m.opt_present("lmtp")
+            || dest_arg
+                .as_deref()
+                .is_some_and(|d| d.starts_with("unix:") || d.starts_with("inet:"))
+    };
+    let mode = if lmtp { Mode::Lmtp } else { Mode::Smtp };
+    let process = if lmtp { "lmtp" } else { "smtp" };
+    let cfg = match Config::load(
+        m.opt_str("c").map(PathBuf::from).as_deref(),
+        &m.opt_strs("o"),
+        mode,
+        process,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("outpost send: fatal: {e}");
+            return EX_CONFIG;
+        }
+    };
+    let tag = format!("{}/{}", cfg.get("syslog_name"), process);
+    if m.opt_present("q") {
+        log::init(Target::Discard, &tag);
+    } else if m.opt_present("syslog") {
+        let fac = log::facility(&cfg.get("syslog_facility")).unwrap_or(libc::LOG_MAIL);
+        log::init(Target::Syslog(fac), &tag);
+    } else {
+        log::init(Target::Stderr, &tag);
+    }
+    let params = Params::from_config(&cfg);
+
+    // The message.
+    let mut data = Vec::new();
+    let read = match m.opt_str("file") {
+        Some(f) => std::fs::File::open(&f)
+            .and_then(|mut fh| fh.read_to_end(&mut data))
+            .map_err(|e| format!("{f}: {e}")),
+        None => std::io::stdin()
+            .read_to_end(&mut data)
+            .map_err(|e| format!("standard input: {e}")),
+    };
+    if let Err(e) = read {
+        eprintln!("outpost send: cannot read message: {e}");
+        return EX_NOINPUT;
+    }
+
+    // Recipients.
+    let mut rcpt_addrs: Vec<String> = m.free.clone();
+    if m.opt_present("t") {
+        let (found, stripped) = super::headers::recipients_from_headers(&data);
+        rcpt_addrs.extend(found);
+        data = stripped;
+    }
+    if rcpt_addrs.is_empty() {
+        eprintln!("outpost send: no recipients given");
+        return EX_USAGE;
+    }
+    let notify_mask = match m.opt_str("N") {
+        None => 0,
+        Some(s) => match notify::parse(&s) {
+            Some(v) => v,
+            None => {
+                eprintln!(
+                    "outpost send: bad -N value \"{s}\": use never, or success,failure,delay"
+                );
+                return EX_USAGE;
+            }
+        },
+    };
+    let ret = match m.opt_str("R").map(|s| s.to_ascii_lowercase()) {
+        None => None,
+        Some(s) if s == "full" => Some(Ret::Full),
+        Some(s) if s == "hdrs" => Some(Ret::Hdrs),
+        Some(s) => {
+            eprintln!("outpost send: bad -R value \"{s}\": use full or hdrs");
+            return EX_USAGE;
+        }
+    };
+    let envid = m.opt_str("V").unwrap_or_default();
+    if envid.bytes().any(|b| !(32..127).contains(&b)) {
+        eprintln!("outpost send: bad -V value: printable ASCII only");
+        return EX_USAGE;
+    }
+    let encoding = match m.opt_str("B").map(|s| s.to_ascii_uppercase()) {
+        None => {
+            if data.iter().any(|&b| b >= 0x80) {
+                Encoding::EightBit
+            } else {
+                Encoding::Unknown
+            }
+        }
+        Some(s) if s == "8BITMIME" => Encoding::EightBit,
+        Some(s) if s == "7BIT" => Encoding::SevenBit,
+        Some(s) => {
+            eprintln!("outpost send: bad -B value \"{s}\": use 7BIT or 8BITMIME");
+            return EX_USAGE;
+        }
+    };
+    let sender = match m.opt_str("f") {
+        Some(s) => s.trim_start_matches('<').trim_end_matches('>').to_string(),
+        None => format!("{}@{}", login_name(), cfg.get("myorigin")),
+    };
+    for a in rcpt_addrs.iter().chain(std::iter::once(&sender)) {
+        if a.bytes().any(|b| b < 32 || b == 127) || a.contains(['<', '>']) {
+            eprintln!("outpost send: bad address \"{}\"", a.escape_default());
+            return EX_USAGE;
+        }
+    }
+    let any_utf8 = !sender.is_ascii() || rcpt_addrs.iter().any(|a| !a.is_ascii());
+    let smtputf8 = m.opt_present("smtputf8") || any_utf8;
+
+    let now = SystemTime::now();
+    let size: u64 = data.len() as u64 + u64::from(!data.is_empty() && !data.ends_with(b"\n"))
+        - data.windows(2).filter(|w| w == b"\r\n").count() as u64;
+    let req_template = Request {
+        queue_id: m.opt_str("queue-id").unwrap_or_else(make_queue_id),
+        sender,
+        recipients: Vec::new(),
+        envid,
+        ret,
+        encoding,
+        smtputf8,
+        smtputf8_required: smtputf8 && any_utf8,
+        size,
+        stats: MsgStats {
+            incoming_arrival: Some(now),
+            active_arrival: Some(now),
+            agent_handoff: Some(now),
+            ..Default::default()
+        },
+        xforward: Default::default(),
+    };
+
+    // Destinations: -d, else relayhost, else each recipient's domain.
+    let dest_text = dest_arg.or_else(|| Some(params.relayhost.clone()).filter(|s| !s.is_empty()));
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, a) in rcpt_addrs.iter().enumerate() {
+        let key = match &dest_text {
+            Some(d) => d.clone(),
+            None => a
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default(),
+        };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+
+    let verbose = m.opt_present("v");
+    let mut results: Vec<Option<crate::outcome::Outcome>> = vec![None; rcpt_addrs.len()];
+    let mut content = MemoryContent::new(data);
+    for (nexthop, idx) in groups {
+        let mut req = req_template.clone();
+        req.recipients = idx
+            .iter()
+            .map(|&i| Recipient {
+                notify: notify_mask,
+                ..Recipient::new(rcpt_addrs[i].clone())
+            })
+            .collect();
+        let mut collect = Collect::default();
+        {
+            let mut dl = Delivery::new(&req, &params, &mut collect);
+            dl.nexthop = nexthop.clone();
+            if nexthop.is_empty() {
+                dl.fail_all(Dsn::new("5.1.3", "bad address syntax: no domain part"));
+            } else {
+                match dest::parse(&nexthop, lmtp, params.default_port) {
+                    Err(e) => {
+                        log::warn(&format!("bad destination: {e}"));
+                        dl.fail_all(Dsn::new("4.3.5", format!("bad destination syntax: {e}")));
+                    }
+                    Ok(d) => match route::endpoints(&d, &params.inet_protocols) {
+                        Err(e) => dl.fail_all(e.dsn),
+                        Ok(eps) => {
+                            let mut tracer = |peer: &Peer| -> Option<Tracer> {
+                                if !verbose {
+                                    return None;
+                                }
+                                let name = peer.namaddrport();
+                                Some(Box::new(move |dir: Dir, data: &[u8]| {
+                                    let arrow = if dir == Dir::Sent { '>' } else { '<' };
+                                    let text = String::from_utf8_lossy(data);
+                                    let _ = writeln!(std::io::stderr(), "{arrow} {name}: {text}");
+                                }))
+                            };
+                            dl.run(&eps, &mut content, &mut tracer);
+                        }
+                    },
+                }
+            }
+        }
+        for (k, &i) in idx.iter().enumerate() {
+            results[i] = collect.outcomes.get(k).cloned().flatten();
+        }
+    }
+
+    // Report and exit code.
+    let mut any_deferred = false;
+    let mut first_bounce: Option<String> = None;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (a, r) in rcpt_addrs.iter().zip(results) {
+        match r {
+            Some(o) => {
+                match o.status {
+                    Status::Deferred => any_deferred = true,
+                    Status::Bounced => {
+                        first_bounce.get_or_insert(o.dsn.status.clone());
+                    }
+                    Status::Sent => {}
+                }
+                let _ = writeln!(
+                    out,
+                    "{a}: {} dsn={} relay={} ({})",
+                    o.status.word(),
+                    o.dsn.status,
+                    o.relay,
+                    o.dsn.reason
+                );
+            }
+            None => {
+                // Never lose a recipient silently: an unreported one counts as deferred.
+                any_deferred = true;
+                let _ = writeln!(
+                    out,
+                    "{a}: deferred dsn=4.3.0 relay=none (no outcome recorded)"
+                );
+            }
+        }
+    }
+    if any_deferred {
+        EX_TEMPFAIL
+    } else if let Some(s) = first_bounce {
+        for_permanent(&s)
+    } else {
+        EX_OK
+    }
+}

@@ -1,0 +1,20 @@
+//! Outpost: a reimplementation of Postfix's smtp(8)/lmtp(8) delivery agent.
+//!
+//! Modules follow the data: configuration -> request -> routing -> session -> transaction
+//! -> message stream -> outcomes -> reporting and logging. The command line (`cli`) and the
+//! test server (`sink`) sit on top; Postfix-internal protocols will live in `postfix` and
+//! nowhere else.
+
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod envelope;
+pub mod log;
+pub mod message;
+pub mod outcome;
+pub mod request;
+pub mod route;
+pub mod session;
+pub mod sink;
+pub mod sysexits;
+pub mod transaction;

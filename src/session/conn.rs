@@ -1,0 +1,297 @@
+//! A connected byte stream with Postfix-style per-phase deadlines, a read buffer for reply
+//! lines and a write buffer for (pipelined) commands.
+//!
+//! The writer and reader share nothing but the socket: commands can be queued while replies
+//! are still outstanding, which is what pipelining and connection reuse build on.
+//! Timeouts follow smtp_per_record_deadline: by default each read or write system call gets
+//! the phase's full timeout (Postfix's behaviour); with per-record deadlines the whole line
+//! or buffer must move within it.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// Anything we can speak SMTP over: TCP, a UNIX-domain socket, and later TLS on either.
+pub trait Stream: Read + Write + Send {
+    fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()>;
+    fn close(&self);
+}
+
+impl Stream for TcpStream {
+    fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(timeout)?;
+        self.set_write_timeout(timeout)
+    }
+    fn close(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+impl Stream for UnixStream {
+    fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(timeout)?;
+        self.set_write_timeout(timeout)
+    }
+    fn close(&self) {
+        let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Why an I/O operation failed, in the terms Postfix reports.
+#[derive(Debug)]
+pub enum IoFailure {
+    /// The phase deadline passed ("conversation ... timed out while ...").
+    Timeout,
+    /// The peer closed or reset the connection ("lost connection with ... while ...").
+    Lost,
+    /// Anything else from the operating system.
+    Other(io::Error),
+}
+
+impl From<io::Error> for IoFailure {
+    fn from(e: io::Error) -> IoFailure {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => IoFailure::Timeout,
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::NotConnected => IoFailure::Lost,
+            _ => IoFailure::Other(e),
+        }
+    }
+}
+
+/// Direction of a traced line, for `-v` dialogue output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    Sent,
+    Received,
+}
+
+pub type Tracer = Box<dyn FnMut(Dir, &[u8]) + Send>;
+
+/// One line read from the peer.
+pub struct Line {
+    /// The line without its CRLF/LF; truncated at the caller's limit.
+    pub text: Vec<u8>,
+    /// True when the line ended with LF (false: truncated, or cut short by EOF).
+    pub complete: bool,
+}
+
+pub struct Conn {
+    stream: Box<dyn Stream>,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rend: usize,
+    wbuf: Vec<u8>,
+    timeout: Duration,
+    per_record: bool,
+    tracer: Option<Tracer>,
+}
+
+const READ_CHUNK: usize = 16 * 1024;
+
+impl Conn {
+    pub fn new(stream: Box<dyn Stream>, per_record: bool) -> Conn {
+        Conn {
+            stream,
+            rbuf: vec![0; READ_CHUNK],
+            rpos: 0,
+            rend: 0,
+            wbuf: Vec::with_capacity(READ_CHUNK),
+            timeout: Duration::from_secs(300),
+            per_record,
+            tracer: None,
+        }
+    }
+
+    pub fn set_tracer(&mut self, tracer: Option<Tracer>) {
+        self.tracer = tracer;
+    }
+
+    /// Start a protocol phase with its own timeout (smtp_helo_timeout etc.).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        // A zero timeout would mean "block forever" to the kernel; Postfix treats the
+        // parameters as at least one second, so do we.
+        self.timeout = timeout.max(Duration::from_secs(1));
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Replace the underlying stream (STARTTLS); buffered input is discarded so that bytes a
+    /// server sent before the handshake can never be taken as replies after it.
+    pub fn replace_stream(
+        &mut self,
+        f: impl FnOnce(Box<dyn Stream>) -> io::Result<Box<dyn Stream>>,
+    ) -> io::Result<()> {
+        self.rpos = 0;
+        self.rend = 0;
+        self.wbuf.clear();
+        let placeholder: Box<dyn Stream> = Box::new(ClosedStream);
+        let old = std::mem::replace(&mut self.stream, placeholder);
+        self.stream = f(old)?;
+        Ok(())
+    }
+
+    /// Bytes already received but not yet consumed.
+    pub fn pending_input(&self) -> usize {
+        self.rend - self.rpos
+    }
+
+    fn deadline_for(&self, started: Instant) -> Result<Duration, IoFailure> {
+        if self.per_record {
+            let left = self.timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(IoFailure::Timeout);
+            }
+            Ok(left)
+        } else {
+            Ok(self.timeout)
+        }
+    }
+
+    fn fill(&mut self, started: Instant) -> Result<usize, IoFailure> {
+        if self.rpos == self.rend {
+            self.rpos = 0;
+            self.rend = 0;
+        }
+        if self.rend == self.rbuf.len() {
+            if self.rpos > 0 {
+                self.rbuf.copy_within(self.rpos..self.rend, 0);
+                self.rend -= self.rpos;
+                self.rpos = 0;
+            } else {
+                self.rbuf.resize(self.rbuf.len() * 2, 0);
+            }
+        }
+        let t = self.deadline_for(started)?;
+        self.stream.set_timeouts(Some(t))?;
+        loop {
+            match self.stream.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => return Err(IoFailure::Lost),
+                Ok(n) => {
+                    self.rend += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Read one line of at most `limit` bytes; the excess of a longer line is skipped, as
+    /// Postfix's reply reader does, so a hostile server cannot make us buffer without bound.
+    pub fn read_line(&mut self, limit: usize) -> Result<Line, IoFailure> {
+        let started = Instant::now();
+        let mut text = Vec::new();
+        loop {
+            if self.rpos == self.rend {
+                // EOF, even after part of a line, is a lost connection (as in Postfix).
+                self.fill(started)?;
+            }
+            let avail = &self.rbuf[self.rpos..self.rend];
+            match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let room = limit.saturating_sub(text.len());
+                    text.extend_from_slice(&avail[..i.min(room)]);
+                    let truncated = i > room;
+                    self.rpos += i + 1;
+                    if !truncated && text.last() == Some(&b'\r') {
+                        text.pop();
+                    } else if truncated && text.len() == limit && limit > 0 {
+                        // keep as is: the CR, if any, was cut off with the excess
+                    }
+                    self.trace(Dir::Received, &text);
+                    return Ok(Line {
+                        text,
+                        complete: !truncated,
+                    });
+                }
+                None => {
+                    let room = limit.saturating_sub(text.len());
+                    let n = avail.len();
+                    text.extend_from_slice(&avail[..n.min(room)]);
+                    self.rpos = self.rend;
+                }
+            }
+        }
+    }
+
+    /// Queue bytes for sending; nothing reaches the wire until `flush` (or the buffer grows
+    /// past its threshold, see `write_cmd`).
+    pub fn queue(&mut self, data: &[u8]) {
+        self.wbuf.extend_from_slice(data);
+    }
+
+    /// Queue one command line (CRLF added) and trace it.
+    pub fn queue_cmd(&mut self, line: &str) {
+        self.trace(Dir::Sent, line.as_bytes());
+        self.wbuf.extend_from_slice(line.as_bytes());
+        self.wbuf.extend_from_slice(b"\r\n");
+    }
+
+    pub fn queued(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Send everything queued within the current phase's deadline.
+    pub fn flush(&mut self) -> Result<(), IoFailure> {
+        let started = Instant::now();
+        let mut off = 0;
+        while off < self.wbuf.len() {
+            let t = match self.deadline_for(started) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.wbuf.drain(..off);
+                    return Err(e);
+                }
+            };
+            self.stream.set_timeouts(Some(t))?;
+            match self.stream.write(&self.wbuf[off..]) {
+                Ok(0) => return Err(IoFailure::Lost),
+                Ok(n) => off += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.wbuf.clear();
+        self.stream.flush().map_err(IoFailure::from)
+    }
+
+    pub fn trace(&mut self, dir: Dir, data: &[u8]) {
+        if let Some(t) = self.tracer.as_mut() {
+            t(dir, data);
+        }
+    }
+
+    pub fn close(&mut self) {
+        self.stream.close();
+    }
+}
+
+/// Stands in for the stream while it is being replaced; every operation fails.
+struct ClosedStream;
+
+impl Read for ClosedStream {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::NotConnected.into())
+    }
+}
+impl Write for ClosedStream {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::NotConnected.into())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+impl Stream for ClosedStream {
+    fn set_timeouts(&self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+    fn close(&self) {}
+}

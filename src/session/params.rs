@@ -1,0 +1,140 @@
+//! The settings the engine runs with, resolved once from the configuration.
+//!
+//! The engine reads only this struct, never the configuration itself, so it can be driven
+//! from tests, the command line or the Postfix daemon front alike. `from_config` is the one
+//! place that knows Postfix's parameter names (through the smtp_/lmtp_ mapping).
+
+use crate::config::Config;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub lmtp: bool,
+    pub myhostname: String,
+    pub helo_name: String,
+    pub connect_timeout: Duration,
+    pub helo_timeout: Duration,
+    pub xforward_timeout: Duration,
+    pub mail_timeout: Duration,
+    pub rcpt_timeout: Duration,
+    pub data_init_timeout: Duration,
+    pub data_xfer_timeout: Duration,
+    pub data_done_timeout: Duration,
+    pub rset_timeout: Duration,
+    pub quit_timeout: Duration,
+    pub per_record_deadline: bool,
+    pub always_send_ehlo: bool,
+    pub never_send_ehlo: bool,
+    pub skip_5xx_greeting: bool,
+    pub skip_quit_response: bool,
+    pub discard_ehlo_keywords: Vec<String>,
+    pub quote_rfc821_envelope: bool,
+    pub line_length_limit: usize,
+    pub send_xforward: bool,
+    pub bind_address: String,
+    pub bind_address6: String,
+    pub tcp_windowsize: i64,
+    pub lmtp_assume_final: bool,
+    pub inet_protocols: String,
+    pub delay_resolution: u32,
+    pub soft_bounce: bool,
+    pub default_port: u16,
+    pub mx_address_limit: usize,
+    pub mx_session_limit: usize,
+    pub relayhost: String,
+}
+
+impl Default for Params {
+    /// Postfix 3.7's defaults for SMTP mode, for tests and for callers without a config.
+    fn default() -> Params {
+        Params {
+            lmtp: false,
+            myhostname: "localhost".into(),
+            helo_name: "localhost".into(),
+            connect_timeout: Duration::from_secs(30),
+            helo_timeout: Duration::from_secs(300),
+            xforward_timeout: Duration::from_secs(300),
+            mail_timeout: Duration::from_secs(300),
+            rcpt_timeout: Duration::from_secs(300),
+            data_init_timeout: Duration::from_secs(120),
+            data_xfer_timeout: Duration::from_secs(180),
+            data_done_timeout: Duration::from_secs(600),
+            rset_timeout: Duration::from_secs(20),
+            quit_timeout: Duration::from_secs(300),
+            per_record_deadline: false,
+            always_send_ehlo: true,
+            never_send_ehlo: false,
+            skip_5xx_greeting: true,
+            skip_quit_response: true,
+            discard_ehlo_keywords: Vec::new(),
+            quote_rfc821_envelope: true,
+            line_length_limit: 998,
+            send_xforward: false,
+            bind_address: String::new(),
+            bind_address6: String::new(),
+            tcp_windowsize: 0,
+            lmtp_assume_final: false,
+            inet_protocols: "all".into(),
+            delay_resolution: 2,
+            soft_bounce: false,
+            default_port: 25,
+            mx_address_limit: 5,
+            mx_session_limit: 2,
+            relayhost: String::new(),
+        }
+    }
+}
+
+impl Params {
+    pub fn from_config(cfg: &Config) -> Params {
+        let lmtp = cfg.mode() == crate::config::Mode::Lmtp;
+        let port_param = if lmtp {
+            "lmtp_tcp_port"
+        } else {
+            "smtp_tcp_port"
+        };
+        let default_port = crate::route::dest::port_by_name(&cfg.get(port_param))
+            .unwrap_or(if lmtp { 24 } else { 25 });
+        Params {
+            lmtp,
+            myhostname: cfg.get("myhostname"),
+            helo_name: cfg.get("smtp_helo_name"),
+            connect_timeout: cfg.time("smtp_connect_timeout"),
+            helo_timeout: cfg.time("smtp_helo_timeout"),
+            xforward_timeout: cfg.time("smtp_xforward_timeout"),
+            mail_timeout: cfg.time("smtp_mail_timeout"),
+            rcpt_timeout: cfg.time("smtp_rcpt_timeout"),
+            data_init_timeout: cfg.time("smtp_data_init_timeout"),
+            data_xfer_timeout: cfg.time("smtp_data_xfer_timeout"),
+            data_done_timeout: cfg.time("smtp_data_done_timeout"),
+            rset_timeout: cfg.time("smtp_rset_timeout"),
+            quit_timeout: cfg.time("smtp_quit_timeout"),
+            per_record_deadline: cfg.bool("smtp_per_request_deadline"),
+            always_send_ehlo: cfg.bool("smtp_always_send_ehlo"),
+            never_send_ehlo: cfg.bool("smtp_never_send_ehlo"),
+            skip_5xx_greeting: cfg.bool("smtp_skip_5xx_greeting"),
+            skip_quit_response: cfg.bool("smtp_skip_quit_response"),
+            discard_ehlo_keywords: cfg.list("smtp_discard_ehlo_keywords"),
+            quote_rfc821_envelope: cfg.bool("smtp_quote_rfc821_envelope"),
+            line_length_limit: usize::try_from(cfg.int("smtp_line_length_limit").max(0))
+                .unwrap_or(0),
+            send_xforward: cfg.bool("smtp_send_xforward_command"),
+            bind_address: cfg.get("smtp_bind_address"),
+            bind_address6: cfg.get("smtp_bind_address6"),
+            tcp_windowsize: cfg.int("tcp_windowsize"),
+            lmtp_assume_final: cfg.bool("lmtp_assume_final"),
+            inet_protocols: cfg.get("inet_protocols"),
+            delay_resolution: u32::try_from(cfg.int("delay_logging_resolution_limit").clamp(0, 6))
+                .unwrap_or(2),
+            soft_bounce: cfg.bool("soft_bounce"),
+            default_port,
+            mx_address_limit: usize::try_from(cfg.int("smtp_mx_address_limit").max(0)).unwrap_or(0),
+            mx_session_limit: usize::try_from(cfg.int("smtp_mx_session_limit").max(0)).unwrap_or(0),
+            relayhost: cfg.get("relayhost"),
+        }
+    }
+
+    pub fn proto(&self) -> &'static str {
+        if self.lmtp { "LMTP" } else { "ESMTP" }
+    }
+}

@@ -1,0 +1,317 @@
+//! `outpost sink`: a scriptable SMTP/LMTP test server in the spirit of
+//! Postfix's smtp-sink, used by integration tests, benchmarks and users
+//! testing a configuration.  This module holds the configuration, command
+//! line parsing, the `main` entry point and the library API (`spawn`).
+//!
+//! Submodules: `script` (reply/delay spec parser), `server` (listener and
+//! accept loop), `session` (protocol engine), `record` (message files and
+//! wire logs).
+
+mod record;
+mod script;
+mod server;
+mod session;
+#[cfg(test)]
+mod tests;
+
+pub use script::{Lines, Matcher, Phase, Reply, Script, Selector, parse_duration};
+
+use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// Exit status for command line errors.
+pub const EX_USAGE: i32 = 64;
+/// Exit status for operating system errors.
+pub const EX_OSERR: i32 = 71;
+
+/// Default EHLO/LHLO capability list.
+pub const DEFAULT_CAPS: &str = "PIPELINING,SIZE 10240000,8BITMIME,DSN,ENHANCEDSTATUSCODES,SMTPUTF8";
+
+const USAGE: &str = "\
+usage: outpost sink [options] LISTEN
+  LISTEN                HOST:PORT, [IPV6]:PORT, :PORT (127.0.0.1) or unix:PATH;
+                        port 0 picks a free port.  The first stdout line is
+                        \"listening on ADDR\".
+  --lmtp                speak LMTP (LHLO; one end-of-data reply per recipient)
+  --hostname NAME       greeting/EHLO name (default sink.test)
+  --caps LIST           comma-separated EHLO keywords (default
+                        PIPELINING,SIZE 10240000,8BITMIME,DSN,ENHANCEDSTATUSCODES,SMTPUTF8)
+  --no-esmtp            reject EHLO with 502
+  --dir DIR             record each accepted message as DIR/<seq>-<pid>.eml
+  --raw-dir DIR         record each session's wire log as DIR/<conn>-<pid>.log
+  --reply SPEC          scripted reply, repeatable: SELECTOR=REPLY
+                        SELECTOR: PHASE | PHASE:ADDR (mail, rcpt, dot) | PHASE#N
+                        PHASE: greeting ehlo helo lhlo mail rcpt data dot rset
+                               quit noop vrfy starttls auth xforward
+                        REPLY: \"CODE text\" (lines separated by \\n), or one of
+                               disconnect hang garbage longline badcode bare-lf
+  --delay SPEC          SELECTOR=DURATION (e.g. rcpt=500ms), repeatable
+  --max-messages N      exit after N messages
+  --once                exit after the first connection
+  --quiet               no per-event log on stderr
+  --max-line N          reject command lines longer than N with 500
+  --timeout DURATION    idle timeout per read/write (default 300s; 0 = none)
+  -h, --help            show this help
+";
+
+/// Everything that configures a sink server.
+#[derive(Clone, Debug)]
+pub struct SinkConfig {
+    /// Listen address in LISTEN syntax.
+    pub listen: String,
+    /// Speak LMTP instead of SMTP.
+    pub lmtp: bool,
+    /// Name used in the greeting and EHLO reply.
+    pub hostname: String,
+    /// EHLO keywords (each may carry parameters, e.g. "SIZE 1000").
+    pub caps: Vec<String>,
+    /// False: reject EHLO with 502 (`--no-esmtp`).
+    pub esmtp: bool,
+    /// Where to record accepted messages.
+    pub dir: Option<PathBuf>,
+    /// Where to record per-session wire logs.
+    pub raw_dir: Option<PathBuf>,
+    /// Scripted replies and delays.
+    pub script: Script,
+    /// Stop after this many messages.
+    pub max_messages: Option<u64>,
+    /// Stop after the first connection.
+    pub once: bool,
+    /// No per-event log on stderr.
+    pub quiet: bool,
+    /// Reject command lines longer than this (without line terminator).
+    pub max_line: Option<usize>,
+    /// Read/write timeout per I/O operation (zero: none).
+    pub timeout: Duration,
+}
+
+impl Default for SinkConfig {
+    fn default() -> SinkConfig {
+        SinkConfig {
+            listen: "127.0.0.1:0".into(),
+            lmtp: false,
+            hostname: "sink.test".into(),
+            caps: split_caps(DEFAULT_CAPS),
+            esmtp: true,
+            dir: None,
+            raw_dir: None,
+            script: Script::default(),
+            max_messages: None,
+            once: false,
+            quiet: false,
+            max_line: None,
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+fn split_caps(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn options() -> getopts::Options {
+    let mut o = getopts::Options::new();
+    o.optflag("", "lmtp", "speak LMTP");
+    o.optopt("", "hostname", "greeting/EHLO name", "NAME");
+    o.optopt("", "caps", "EHLO keywords", "LIST");
+    o.optflag("", "no-esmtp", "reject EHLO");
+    o.optopt("", "dir", "message directory", "DIR");
+    o.optopt("", "raw-dir", "wire log directory", "DIR");
+    o.optmulti("", "reply", "scripted reply", "SPEC");
+    o.optmulti("", "delay", "scripted delay", "SPEC");
+    o.optopt("", "max-messages", "exit after N messages", "N");
+    o.optflag("", "once", "exit after the first connection");
+    o.optflag("", "quiet", "no event log");
+    o.optopt("", "max-line", "maximal command line length", "N");
+    o.optopt("", "timeout", "idle timeout", "DURATION");
+    o.optflag("h", "help", "show help");
+    o
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    m: &getopts::Matches,
+    name: &str,
+) -> Result<Option<T>, String> {
+    match m.opt_str(name) {
+        None => Ok(None),
+        Some(v) => match v.trim().parse::<T>() {
+            Ok(n) if n > T::default() => Ok(Some(n)),
+            _ => Err(format!("--{name} needs a positive number, not \"{v}\"")),
+        },
+    }
+}
+
+fn no_controls(what: &str, s: &str) -> Result<(), String> {
+    if s.chars().any(char::is_control) {
+        return Err(format!("{what} must not contain control characters"));
+    }
+    Ok(())
+}
+
+impl SinkConfig {
+    /// Parses command line arguments (without the leading "outpost sink").
+    /// `--help` yields `Err` with the usage text.
+    pub fn from_args(args: &[String]) -> Result<SinkConfig, String> {
+        SinkConfig::parse(args)?.ok_or_else(|| USAGE.to_string())
+    }
+
+    /// Like `from_args`, but `Ok(None)` for `--help`.
+    fn parse(args: &[String]) -> Result<Option<SinkConfig>, String> {
+        let m = options().parse(args).map_err(|e| e.to_string())?;
+        if m.opt_present("help") {
+            return Ok(None);
+        }
+        let listen = match m.free.as_slice() {
+            [one] => one.clone(),
+            [] => return Err("missing LISTEN address".into()),
+            _ => return Err(format!("too many arguments: {}", m.free.join(" "))),
+        };
+        server::parse_listen(&listen)?;
+        let mut cfg = SinkConfig {
+            listen,
+            lmtp: m.opt_present("lmtp"),
+            esmtp: !m.opt_present("no-esmtp"),
+            once: m.opt_present("once"),
+            quiet: m.opt_present("quiet"),
+            dir: m.opt_str("dir").map(PathBuf::from),
+            raw_dir: m.opt_str("raw-dir").map(PathBuf::from),
+            max_messages: positive(&m, "max-messages")?,
+            max_line: positive(&m, "max-line")?,
+            ..SinkConfig::default()
+        };
+        if let Some(h) = m.opt_str("hostname") {
+            if h.is_empty() || h.contains(char::is_whitespace) {
+                return Err(format!("bad --hostname \"{h}\""));
+            }
+            no_controls("--hostname", &h)?;
+            cfg.hostname = h;
+        }
+        if let Some(c) = m.opt_str("caps") {
+            no_controls("--caps", &c)?;
+            cfg.caps = split_caps(&c);
+        }
+        if let Some(t) = m.opt_str("timeout") {
+            cfg.timeout = parse_duration(&t).map_err(|e| format!("--timeout: {e}"))?;
+        }
+        for spec in m.opt_strs("reply") {
+            cfg.script
+                .add_reply(&spec)
+                .map_err(|e| format!("--reply: {e}"))?;
+        }
+        for spec in m.opt_strs("delay") {
+            cfg.script
+                .add_delay(&spec)
+                .map_err(|e| format!("--delay: {e}"))?;
+        }
+        Ok(Some(cfg))
+    }
+}
+
+/// A running sink server; stopped by `stop()` or when dropped.
+pub struct SinkHandle {
+    addr: String,
+    shared: Arc<server::Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SinkHandle {
+    /// The actual listen address in LISTEN syntax (`127.0.0.1:PORT`,
+    /// `[::1]:PORT` or `unix:PATH`).
+    pub fn addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    /// Number of completed DATA transfers so far.
+    pub fn messages(&self) -> u64 {
+        self.shared.messages.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting, closes all open sessions and waits for the server.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    /// Waits until the server ends by itself (`once` / `max_messages`).
+    pub fn wait(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SinkHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Binds the listener and runs the server on a background thread.
+pub fn spawn(cfg: SinkConfig) -> io::Result<SinkHandle> {
+    let spec = server::parse_listen(&cfg.listen)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    for d in [&cfg.dir, &cfg.raw_dir].into_iter().flatten() {
+        std::fs::create_dir_all(d)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", d.display())))?;
+    }
+    let (listener, addr) = server::bind(&spec)?;
+    let (waker_tx, waker_rx) = UnixStream::pair()?;
+    waker_tx.set_nonblocking(true)?;
+    waker_rx.set_nonblocking(true)?;
+    let shared = Arc::new(server::Shared::new(cfg, waker_tx));
+    let sh = Arc::clone(&shared);
+    let thread = thread::Builder::new()
+        .name("outpost-sink".into())
+        .spawn(move || server::run(listener, &sh, waker_rx))?;
+    Ok(SinkHandle {
+        addr,
+        shared,
+        thread: Some(thread),
+    })
+}
+
+/// `outpost sink ARGS...`; returns the process exit status.
+pub fn main(args: &[String]) -> i32 {
+    let cfg = match SinkConfig::parse(args) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            print!("{USAGE}");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("outpost sink: {e}");
+            eprintln!("usage: outpost sink [options] LISTEN (--help for details)");
+            return EX_USAGE;
+        }
+    };
+    let listen = cfg.listen.clone();
+    let handle = match spawn(cfg) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("outpost sink: {listen}: {e}");
+            return EX_OSERR;
+        }
+    };
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "listening on {}", handle.addr());
+    let _ = out.flush();
+    drop(out);
+    handle.wait();
+    0
+}

@@ -1,0 +1,518 @@
+//! One mail transaction on an open session: XFORWARD, MAIL FROM, RCPT TO, DATA, the
+//! message, end-of-data, and the final RSET/QUIT, pipelined exactly where Postfix
+//! pipelines them.
+//!
+//! Commands are queued in order with the reply each expects; with PIPELINING the queue is
+//! flushed and the replies read only at DATA (a synchronisation point), when the queued
+//! bytes would exceed Postfix's 4096-byte pipelining buffer, or at the end. Without
+//! PIPELINING every command waits for its reply. After end-of-data QUIT is pipelined as
+//! Postfix does. Each reply is read with the timeout of the command it answers, and a
+//! failure names that command's phase.
+
+use crate::delivery::Delivery;
+use crate::envelope::{quote_821, quote_822, uxtext, xtext};
+use crate::log;
+use crate::message::BodyWriter;
+use crate::outcome::Dsn;
+use crate::request::{Content, Encoding, Ret, notify};
+use crate::session::conn::IoFailure;
+use crate::session::reply::Reply;
+use crate::session::{Params, Session, io_failure_dsn, reply_dsn};
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime};
+
+/// Postfix's PIPELINING buffer: never more unacknowledged command bytes than this.
+const PIPELINING_BUFSIZE: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    XforwardNameAddr,
+    XforwardProtoHelo,
+    Mail,
+    Rcpt(usize),
+    Data,
+    Dot,
+    Abort,
+    Quit,
+}
+
+impl State {
+    fn timeout(self, p: &Params) -> Duration {
+        match self {
+            State::XforwardNameAddr | State::XforwardProtoHelo => p.xforward_timeout,
+            State::Mail => p.mail_timeout,
+            State::Rcpt(_) => p.rcpt_timeout,
+            State::Data => p.data_init_timeout,
+            State::Dot => p.data_done_timeout,
+            State::Abort => p.rset_timeout,
+            State::Quit => p.quit_timeout,
+        }
+    }
+    /// "... while sending X" phrase.
+    fn doing(self) -> &'static str {
+        match self {
+            State::XforwardNameAddr => "sending XFORWARD name/address",
+            State::XforwardProtoHelo => "sending XFORWARD protocol/helo_name",
+            State::Mail => "sending MAIL FROM",
+            State::Rcpt(_) => "sending RCPT TO",
+            State::Data => "sending DATA command",
+            State::Dot => "sending end of data -- message may be sent more than once",
+            State::Abort => "sending final RSET",
+            State::Quit => "sending QUIT",
+        }
+    }
+    /// "(in reply to X)" phrase.
+    fn request(self) -> &'static str {
+        match self {
+            State::XforwardNameAddr => "XFORWARD name/address command",
+            State::XforwardProtoHelo => "XFORWARD helo/protocol command",
+            State::Mail => "MAIL FROM command",
+            State::Rcpt(_) => "RCPT TO command",
+            State::Data => "DATA command",
+            State::Dot => "end of DATA command",
+            State::Abort => "final RSET command",
+            State::Quit => "QUIT command",
+        }
+    }
+    /// Whether a failure here still concerns the mail (before end-of-data was answered).
+    fn sending_mail(self) -> bool {
+        !matches!(self, State::Abort | State::Quit)
+    }
+}
+
+struct Tx<'s, 'd, 'a> {
+    sess: &'s mut Session,
+    dl: &'d mut Delivery<'a>,
+    /// Commands sent or queued whose replies are outstanding.
+    pending: VecDeque<State>,
+    /// Recipients in this transaction, by RCPT position.
+    rcpts: Vec<usize>,
+    /// Accepted recipients (by request index), in order; LMTP expects one reply each.
+    accepted: Vec<usize>,
+    mail_rejected: bool,
+    data_rejected: bool,
+    lmtp_replies: usize,
+}
+
+fn xforward_ok(v: &str, unknown_allowed: bool) -> bool {
+    !v.is_empty() && (unknown_allowed || !v.eq_ignore_ascii_case("unknown"))
+}
+
+/// Build the MAIL FROM command for this session's capabilities.
+pub fn mail_command(sess: &Session, req: &crate::request::Request, p: &Params) -> String {
+    let sender = if p.quote_rfc821_envelope {
+        quote_821(&req.sender)
+    } else {
+        req.sender.clone()
+    };
+    let mut cmd = format!("MAIL FROM:<{sender}>");
+    if sess.caps.size {
+        cmd.push_str(&format!(" SIZE={}", req.size));
+    }
+    if sess.caps.eightbitmime {
+        match req.encoding {
+            Encoding::EightBit => cmd.push_str(" BODY=8BITMIME"),
+            Encoding::SevenBit => cmd.push_str(" BODY=7BIT"),
+            Encoding::Unknown => {}
+        }
+    }
+    if sess.caps.dsn {
+        if !req.envid.is_empty() {
+            cmd.push_str(&format!(" ENVID={}", xtext(&req.envid, "+=")));
+        }
+        match req.ret {
+            Some(Ret::Full) => cmd.push_str(" RET=FULL"),
+            Some(Ret::Hdrs) => cmd.push_str(" RET=HDRS"),
+            None => {}
+        }
+    }
+    if sess.caps.smtputf8 && req.smtputf8 {
+        cmd.push_str(" SMTPUTF8");
+    }
+    cmd
+}
+
+/// Build the RCPT TO command for one recipient.
+pub fn rcpt_command(sess: &Session, req: &crate::request::Request, i: usize, p: &Params) -> String {
+    let Some(r) = req.recipients.get(i) else {
+        return String::new();
+    };
+    let addr = if p.quote_rfc821_envelope {
+        quote_821(&r.address)
+    } else {
+        r.address.clone()
+    };
+    let mut cmd = format!("RCPT TO:<{addr}>");
+    if sess.caps.dsn {
+        let mut orcpt = r.orcpt.clone();
+        if orcpt.is_empty() && !r.orig_address.is_empty() {
+            let q = quote_822(&r.orig_address);
+            let kind = if req.smtputf8 && !q.is_ascii() {
+                "utf-8"
+            } else {
+                "rfc822"
+            };
+            orcpt = format!("{kind};{q}");
+        }
+        if !orcpt.is_empty() {
+            if orcpt.len() >= 6 && orcpt[..6].eq_ignore_ascii_case("utf-8;") {
+                cmd.push_str(&format!(" ORCPT={}", uxtext(&orcpt, "+=")));
+            } else {
+                cmd.push_str(&format!(" ORCPT={}", xtext(&orcpt, "=")));
+            }
+        }
+        if r.notify != 0 {
+            cmd.push_str(&format!(" NOTIFY={}", notify::to_string(r.notify)));
+        }
+    }
+    cmd
+}
+
+impl Tx<'_, '_, '_> {
+    fn params(&self) -> &Params {
+        self.dl.params
+    }
+
+    fn queue(&mut self, state: State, cmd: &str) -> Result<(), (State, IoFailure)> {
+        let pipelining = self.sess.caps.pipelining;
+        // Synchronise first when this command would overflow the pipelining buffer.
+        if !self.pending.is_empty()
+            && (!pipelining || self.sess.conn.queued() + cmd.len() + 2 > PIPELINING_BUFSIZE)
+        {
+            self.sync()?;
+        }
+        self.sess.conn.queue_cmd(cmd);
+        self.pending.push_back(state);
+        if !pipelining {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Flush queued commands and process every outstanding reply.
+    fn sync(&mut self) -> Result<(), (State, IoFailure)> {
+        if let Some(&first) = self.pending.front() {
+            self.sess.conn.set_timeout(first.timeout(self.dl.params));
+            self.sess.conn.flush().map_err(|e| (first, e))?;
+        }
+        while let Some(&state) = self.pending.front() {
+            self.sess.conn.set_timeout(state.timeout(self.dl.params));
+            let reply = self
+                .sess
+                .read_reply(&self.dl.req.queue_id)
+                .map_err(|e| (state, e))?;
+            match state {
+                // LMTP: one end-of-data reply per accepted recipient.
+                State::Dot if self.sess.lmtp => {
+                    self.on_reply(state, &reply);
+                    if self.lmtp_replies < self.accepted.len() {
+                        continue;
+                    }
+                    self.pending.pop_front();
+                }
+                _ => {
+                    self.pending.pop_front();
+                    self.on_reply(state, &reply);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn said(&self, reply: &Reply, state: State) -> Dsn {
+        reply_dsn(
+            &self.sess.peer,
+            reply,
+            format!(
+                "host {} said: {} (in reply to {})",
+                self.sess.peer.namaddr(),
+                reply.one_line(),
+                state.request()
+            ),
+        )
+    }
+
+    fn on_reply(&mut self, state: State, reply: &Reply) {
+        match state {
+            State::XforwardNameAddr | State::XforwardProtoHelo => {
+                if reply.class() != 2 {
+                    log::warn(&format!(
+                        "host {} said: {} (in reply to {})",
+                        self.sess.peer.namaddrport(),
+                        reply.one_line(),
+                        state.request()
+                    ));
+                }
+            }
+            State::Mail => {
+                if reply.class() != 2 {
+                    let dsn = self.said(reply, state);
+                    self.dl.bulk_fail(dsn);
+                    self.mail_rejected = true;
+                }
+            }
+            State::Rcpt(k) => {
+                if let (false, Some(&i)) = (self.mail_rejected, self.rcpts.get(k)) {
+                    if reply.class() == 2 {
+                        self.accepted.push(i);
+                    } else {
+                        let dsn = self.said(reply, state);
+                        self.dl.rcpt_fail(i, dsn);
+                    }
+                }
+            }
+            State::Data => {
+                if reply.class() != 3 {
+                    if !self.accepted.is_empty() {
+                        let dsn = self.said(reply, state);
+                        self.dl.bulk_fail(dsn);
+                    }
+                    self.data_rejected = true;
+                }
+            }
+            State::Dot => {
+                self.dl.stats.deliver_done = Some(SystemTime::now());
+                let host = self.sess.peer.name.clone();
+                if self.sess.lmtp {
+                    if let Some(&i) = self.accepted.get(self.lmtp_replies) {
+                        if reply.class() == 2 {
+                            let delivered = !self.sess.caps.dsn && self.params().lmtp_assume_final;
+                            self.dl
+                                .rcpt_done(i, &reply.dsn, &reply.one_line(), &host, delivered);
+                        } else {
+                            let dsn = self.said(reply, state);
+                            self.dl.rcpt_fail(i, dsn);
+                        }
+                    }
+                    self.lmtp_replies += 1;
+                } else if !self.accepted.is_empty() {
+                    if reply.class() == 2 {
+                        for i in self.accepted.clone() {
+                            self.dl
+                                .rcpt_done(i, &reply.dsn, &reply.one_line(), &host, false);
+                        }
+                    } else {
+                        let dsn = self.said(reply, state);
+                        self.dl.bulk_fail(dsn);
+                    }
+                }
+            }
+            State::Abort | State::Quit => {}
+        }
+    }
+
+    fn stream_fail(&mut self, state: State, e: IoFailure, body: bool) {
+        self.sess.usable = false;
+        if !state.sending_mail() {
+            return;
+        }
+        let doing = if body {
+            "sending message body"
+        } else {
+            state.doing()
+        };
+        let dsn = io_failure_dsn(&self.sess.peer, &e, doing);
+        self.dl.bulk_fail(dsn);
+    }
+
+    /// End the transaction with RSET (after a course correction) and QUIT.
+    fn abort(&mut self) {
+        let skip = self.params().skip_quit_response;
+        let r = (|| {
+            self.queue(State::Abort, "RSET")?;
+            self.sess.conn.queue_cmd("QUIT");
+            if !skip {
+                self.pending.push_back(State::Quit);
+            }
+            self.sync()
+        })();
+        if let Err((s, e)) = r {
+            self.stream_fail(s, e, false);
+        }
+        self.sess.usable = false;
+    }
+
+    fn run(&mut self, content: &mut dyn Content, body: &BodyWriter) {
+        let p = self.dl.params;
+        let req = self.dl.req;
+        self.rcpts = self.dl.open();
+        if self.rcpts.is_empty() {
+            return;
+        }
+        if self.sess.caps.size_limit > 0 && self.sess.caps.size_limit < req.size {
+            let dsn = Dsn::new(
+                "5.3.4",
+                format!(
+                    "message size {} exceeds size limit {} of server {}",
+                    req.size,
+                    self.sess.caps.size_limit,
+                    self.sess.peer.namaddr()
+                ),
+            );
+            self.dl.bulk_fail(dsn);
+            // Postfix drops the connection here without MAIL, RSET or QUIT.
+            self.sess.usable = false;
+            return;
+        }
+        if req.smtputf8_required && !self.sess.caps.smtputf8 {
+            let dsn = Dsn::new(
+                "5.6.7",
+                format!(
+                    "SMTPUTF8 is required, but was not offered by host {}",
+                    self.sess.peer.namaddr()
+                ),
+            );
+            self.dl.bulk_fail(dsn);
+            self.sess.quit(p, &req.queue_id);
+            return;
+        }
+        let r = self.envelope(req, p);
+        if let Err((s, e)) = r {
+            return self.stream_fail(s, e, false);
+        }
+        if self.mail_rejected || self.accepted.is_empty() || self.data_rejected {
+            return self.abort();
+        }
+        // DATA was accepted: send the message, then end-of-data with QUIT pipelined
+        // behind it when the server pipelines.
+        self.sess.conn.set_timeout(p.data_xfer_timeout);
+        let result = {
+            let conn = &mut self.sess.conn;
+            let mut io_err = None;
+            let r = body.write(content, &mut |chunk| {
+                conn.queue(chunk);
+                conn.flush().map_err(|e| {
+                    io_err = Some(e);
+                    crate::outcome::Error::temp("4.4.2", "write error")
+                })
+            });
+            match (r, io_err) {
+                (_, Some(e)) => Err(Some(e)),
+                (Err(e), None) => {
+                    // Reading our own content failed: never send a partial message.
+                    log::warn(&format!("{}: {}", req.queue_id, e.dsn.reason));
+                    self.sess.usable = false;
+                    self.dl.bulk_fail(e.dsn);
+                    return;
+                }
+                (Ok(()), None) => Ok(()),
+            }
+        };
+        if body.folded() {
+            log::info(&format!(
+                "{}: breaking line > {} bytes with <CR><LF>SPACE",
+                req.queue_id, p.line_length_limit
+            ));
+        }
+        if let Err(Some(e)) = result {
+            // A lost connection may still have left a premature reply (e.g. 552) for us.
+            if matches!(e, IoFailure::Lost) {
+                self.pending.push_back(State::Dot);
+                if self.sync().is_ok() {
+                    self.sess.usable = false;
+                    return;
+                }
+                self.pending.clear();
+            }
+            return self.stream_fail(State::Dot, e, true);
+        }
+        self.sess.conn.queue_cmd(".");
+        self.pending.push_back(State::Dot);
+        if self.sess.caps.pipelining {
+            self.sess.conn.queue_cmd("QUIT");
+            if !p.skip_quit_response {
+                self.pending.push_back(State::Quit);
+            }
+        } else {
+            if let Err((s, e)) = self.sync() {
+                return self.stream_fail(s, e, false);
+            }
+            self.sess.conn.queue_cmd("QUIT");
+            if !p.skip_quit_response {
+                self.pending.push_back(State::Quit);
+            }
+        }
+        if let Err((s, e)) = self.sync() {
+            self.stream_fail(s, e, false);
+        }
+        self.sess.usable = false;
+    }
+
+    fn envelope(
+        &mut self,
+        req: &crate::request::Request,
+        p: &Params,
+    ) -> Result<(), (State, IoFailure)> {
+        if p.send_xforward && !self.sess.caps.xforward.is_empty() {
+            let x = &req.xforward;
+            let has = |k: &str| self.sess.caps.xforward.iter().any(|c| c == k);
+            let mut first = String::from("XFORWARD");
+            for (key, val, unk) in [
+                ("NAME", &x.name, false),
+                ("ADDR", &x.addr, false),
+                ("PORT", &x.port, false),
+            ] {
+                if has(key) && xforward_ok(val, unk) {
+                    first.push_str(&format!(" {key}={}", xtext(val, "")));
+                }
+            }
+            let mut second = String::from("XFORWARD");
+            let domain = if x.domain.is_empty() {
+                String::new()
+            } else if x.domain == "local" {
+                "LOCAL".to_string()
+            } else {
+                "REMOTE".to_string()
+            };
+            for (key, val, unk) in [
+                ("PROTO", &x.proto, false),
+                ("HELO", &x.helo, true),
+                ("IDENT", &x.ident, true),
+                ("SOURCE", &domain, true),
+            ] {
+                if has(key) && xforward_ok(val, unk) {
+                    second.push_str(&format!(" {key}={}", xtext(val, "")));
+                }
+            }
+            if first.len() > "XFORWARD".len() {
+                self.queue(State::XforwardNameAddr, &first)?;
+            }
+            if second.len() > "XFORWARD".len() {
+                self.queue(State::XforwardProtoHelo, &second)?;
+            }
+        }
+        self.dl.stats.reuse_count = self.sess.reuse_count;
+        self.dl.stats.conn_setup_done = Some(SystemTime::now());
+        let mail = mail_command(self.sess, req, p);
+        self.queue(State::Mail, &mail)?;
+        for k in 0..self.rcpts.len() {
+            // After a synchronisation point, stop sending recipients if MAIL was refused.
+            if self.mail_rejected {
+                return Ok(());
+            }
+            let cmd = rcpt_command(self.sess, req, self.rcpts[k], p);
+            self.queue(State::Rcpt(k), &cmd)?;
+        }
+        if self.mail_rejected || (self.pending.is_empty() && self.accepted.is_empty()) {
+            return Ok(());
+        }
+        self.queue(State::Data, "DATA")?;
+        self.sync()
+    }
+}
+
+/// Run one transaction for every open recipient of the delivery on this session, ending
+/// the session with QUIT.
+pub fn run(sess: &mut Session, dl: &mut Delivery, content: &mut dyn Content, body: &BodyWriter) {
+    let mut tx = Tx {
+        sess,
+        dl,
+        pending: VecDeque::new(),
+        rcpts: Vec::new(),
+        accepted: Vec::new(),
+        mail_rejected: false,
+        data_rejected: false,
+        lmtp_replies: 0,
+    };
+    tx.run(content, body);
+}
