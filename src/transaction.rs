@@ -381,6 +381,10 @@ impl Tx<'_, '_, '_> {
             let mut io_err = None;
             let r = body.write(content, &mut |chunk| {
                 conn.queue(chunk);
+                // Keep the tail queued so that it leaves with the final dot in one write.
+                if conn.queued() < 32 * 1024 {
+                    return Ok(());
+                }
                 conn.flush().map_err(|e| {
                     io_err = Some(e);
                     crate::outcome::Error::temp("4.4.2", "write error")

@@ -120,6 +120,41 @@ fn login_name() -> String {
         .unwrap_or_else(|| "nobody".to_string())
 }
 
+/// The body type a message declares in its top-level Content-Transfer-Encoding, as
+/// Postfix's cleanup derives it: 8bit/binary means 8BITMIME, 7bit/base64/quoted-printable
+/// 7BIT, anything else (or no MIME header) says nothing.
+fn declared_encoding(data: &[u8]) -> Encoding {
+    let text = String::from_utf8_lossy(data);
+    let mut value: Option<String> = None;
+    let mut in_cte = false;
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let (true, Some(v)) = (in_cte, value.as_mut()) {
+                v.push_str(line);
+            }
+            continue;
+        }
+        in_cte = false;
+        if let Some((name, v)) = line.split_once(':')
+            && name
+                .trim()
+                .eq_ignore_ascii_case("content-transfer-encoding")
+        {
+            value = Some(v.to_string());
+            in_cte = true;
+        }
+    }
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        Some("8bit") | Some("binary") => Encoding::EightBit,
+        Some("7bit") | Some("base64") | Some("quoted-printable") => Encoding::SevenBit,
+        _ => Encoding::Unknown,
+    }
+}
+
 /// Run `outpost send`; `args` excludes "outpost send".
 pub fn main(args: &[String]) -> i32 {
     let o = options();
@@ -222,13 +257,7 @@ pub fn main(args: &[String]) -> i32 {
         return EX_USAGE;
     }
     let encoding = match m.opt_str("B").map(|s| s.to_ascii_uppercase()) {
-        None => {
-            if data.iter().any(|&b| b >= 0x80) {
-                Encoding::EightBit
-            } else {
-                Encoding::Unknown
-            }
-        }
+        None => declared_encoding(&data),
         Some(s) if s == "8BITMIME" => Encoding::EightBit,
         Some(s) if s == "7BIT" => Encoding::SevenBit,
         Some(s) => {
@@ -297,6 +326,8 @@ pub fn main(args: &[String]) -> i32 {
             .iter()
             .map(|&i| Recipient {
                 notify: notify_mask,
+                // As submitted: the ORCPT Postfix sends when the server offers DSN.
+                orig_address: rcpt_addrs[i].clone(),
                 ..Recipient::new(rcpt_addrs[i].clone())
             })
             .collect();

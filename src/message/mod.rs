@@ -78,8 +78,8 @@ impl BodyWriter {
                 at_start = false;
             }
             if b == b'.' && (at_start || prev_cr) {
+                // Like Postfix, the stuffed dot does not count toward the line limit.
                 wire.push(b'.');
-                *col += 1;
             }
             wire.push(b);
             *col += 1;
@@ -125,6 +125,6 @@ mod tests {
     fn long_lines_fold() {
         assert_eq!(wire(b"abcdefgh\n", 3), b"abc\r\n de\r\n fg\r\n h\r\n");
         assert_eq!(wire(b"abc\n", 3), b"abc\r\n");
-        assert_eq!(wire(b".bcdef\n", 3), b"..b\r\n cd\r\n ef\r\n");
+        assert_eq!(wire(b".bcdef\n", 3), b"..bc\r\n de\r\n f\r\n");
     }
 }

@@ -259,6 +259,9 @@ pub fn connect(ep: &Endpoint, peer: &Peer, params: &Params) -> Result<Box<dyn St
                 None => sock.connect(&addr),
             }
             .map_err(fail)?;
+            // We buffer whole command groups ourselves; Nagle would only add a round trip
+            // (delayed ACK) before the final dot.
+            let _ = sock.set_tcp_nodelay(true);
             Ok(Box::new(std::net::TcpStream::from(
                 std::os::fd::OwnedFd::from(sock),
             )))
