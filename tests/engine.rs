@@ -1,0 +1,198 @@
+//! The engine's API driven directly (no command line): the address loop, final-server
+//! rules, XFORWARD, SMTPUTF8 and the bind address.
+
+mod common;
+use common::*;
+use outpost::delivery::{Collect, Delivery};
+use outpost::log::MsgStats;
+use outpost::message::memory::MemoryContent;
+use outpost::outcome::Status;
+use outpost::request::{Recipient, Request};
+use outpost::session::conn::Tracer;
+use outpost::session::{Endpoint, Params, Peer};
+use std::net::SocketAddr;
+
+fn request(rcpts: &[&str]) -> Request {
+    Request {
+        queue_id: "ENGINE1".into(),
+        sender: "s@example.org".into(),
+        recipients: rcpts.iter().map(|r| Recipient::new(*r)).collect(),
+        size: MSG.len() as u64,
+        stats: MsgStats::default(),
+        ..Default::default()
+    }
+}
+
+fn ep(addr: &str) -> Endpoint {
+    let sa: SocketAddr = addr.parse().expect("socket address");
+    Endpoint::inet(sa.ip().to_string(), sa)
+}
+
+fn dead_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").to_string()
+}
+
+fn deliver(req: &Request, params: &Params, eps: &[Endpoint]) -> Vec<Option<outpost::outcome::Outcome>> {
+    let mut collect = Collect::default();
+    {
+        let mut dl = Delivery::new(req, params, &mut collect);
+        dl.nexthop = "example.net".into();
+        let mut content = MemoryContent::new(MSG.to_vec());
+        let mut none = |_: &Peer| -> Option<Tracer> { None };
+        dl.run(eps, &mut content, &mut none);
+    }
+    let mut v = collect.outcomes;
+    v.resize(req.recipients.len(), None);
+    v
+}
+
+#[test]
+fn dead_first_address_then_next() {
+    let sink = Sink::start(&[]);
+    let req = request(&["a@example.net"]);
+    let out = deliver(&req, &Params::default(), &[ep(&dead_port()), ep(&sink.addr)]);
+    let o = out[0].as_ref().expect("outcome");
+    assert_eq!(o.status, Status::Sent);
+    assert_eq!(o.relay, format!("127.0.0.1[127.0.0.1]:{}", sink.port()));
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[test]
+fn greeting_4xx_and_5xx_move_to_the_next_address() {
+    for reply in ["421 4.3.2 busy", "554 5.3.2 not now"] {
+        let bad = Sink::start(&["--reply", &format!("greeting={reply}")]);
+        let good = Sink::start(&[]);
+        let req = request(&["a@example.net"]);
+        let out = deliver(&req, &Params::default(), &[ep(&bad.addr), ep(&good.addr)]);
+        assert_eq!(out[0].as_ref().map(|o| o.status), Some(Status::Sent), "{reply}");
+        assert_eq!(good.messages().len(), 1, "{reply}");
+    }
+}
+
+#[test]
+fn soft_rcpt_failure_is_retried_on_the_next_server_hard_is_final() {
+    let first = Sink::start(&[
+        "--reply",
+        "rcpt:soft@example.net=450 4.2.0 later",
+        "--reply",
+        "rcpt:hard@example.net=550 5.1.1 unknown",
+    ]);
+    let second = Sink::start(&[]);
+    let req = request(&["soft@example.net", "hard@example.net", "ok@example.net"]);
+    let out = deliver(&req, &Params::default(), &[ep(&first.addr), ep(&second.addr)]);
+    let st: Vec<_> = out.iter().map(|o| o.as_ref().map(|o| o.status)).collect();
+    assert_eq!(st, [Some(Status::Sent), Some(Status::Bounced), Some(Status::Sent)]);
+    assert_eq!(first.rcpts(0), ["<ok@example.net>"]);
+    assert_eq!(second.rcpts(0), ["<soft@example.net>"]);
+    // The soft one was relayed by the second server.
+    let relay = &out[0].as_ref().expect("o").relay;
+    assert!(relay.ends_with(&format!(":{}", second.port())), "{relay}");
+}
+
+#[test]
+fn soft_failure_on_the_last_server_defers_with_its_text() {
+    let only = Sink::start(&["--reply", "mail=451 4.3.0 local problem"]);
+    let req = request(&["a@example.net", "b@example.net"]);
+    let out = deliver(&req, &Params::default(), &[ep(&dead_port()), ep(&only.addr)]);
+    for o in out {
+        let o = o.expect("outcome");
+        assert_eq!(o.status, Status::Deferred);
+        assert!(o.dsn.reason.contains("451 4.3.0 local problem (in reply to MAIL FROM command)"));
+    }
+}
+
+#[test]
+fn all_addresses_dead_defers_with_the_last_error_and_relay_none() {
+    let (a, b) = (dead_port(), dead_port());
+    let req = request(&["a@example.net"]);
+    let out = deliver(&req, &Params::default(), &[ep(&a), ep(&b)]);
+    let o = out[0].as_ref().expect("outcome");
+    assert_eq!(o.status, Status::Deferred);
+    assert_eq!(o.relay, "none");
+    assert_eq!(o.dsn.status, "4.4.1");
+    assert_eq!(o.dsn.reason, format!("connect to 127.0.0.1[127.0.0.1]:{}: Connection refused", b.rsplit(':').next().unwrap_or("")));
+}
+
+#[test]
+fn xforward_is_sent_when_offered_and_enabled() {
+    let sink = Sink::start(&["--caps", "PIPELINING,XFORWARD NAME ADDR PROTO HELO SOURCE"]);
+    let mut req = request(&["a@example.net"]);
+    req.xforward.name = "client.example".into();
+    req.xforward.addr = "192.0.2.7".into();
+    req.xforward.port = "4711".into(); // not offered: must not be sent
+    req.xforward.proto = "ESMTP".into();
+    req.xforward.helo = "helo x".into();
+    req.xforward.domain = "remote".into();
+    let params = Params {
+        send_xforward: true,
+        ..Params::default()
+    };
+    let out = deliver(&req, &params, &[ep(&sink.addr)]);
+    assert_eq!(out[0].as_ref().map(|o| o.status), Some(Status::Sent));
+    let d = sink.dialogue();
+    assert!(d.contains("C: XFORWARD NAME=client.example ADDR=192.0.2.7\r\n"), "{d}");
+    assert!(d.contains("C: XFORWARD PROTO=ESMTP HELO=helo+20x SOURCE=REMOTE\r\n"), "{d}");
+    // Off by default.
+    let sink2 = Sink::start(&["--caps", "XFORWARD NAME ADDR"]);
+    deliver(&req, &Params::default(), &[ep(&sink2.addr)]);
+    assert!(!sink2.dialogue().contains("C: XFORWARD"));
+}
+
+#[test]
+fn smtputf8_required_but_not_offered_bounces() {
+    let sink = Sink::start(&["--caps", "PIPELINING,8BITMIME"]);
+    let mut req = request(&["j\u{f6}rg@example.net"]);
+    req.smtputf8 = true;
+    req.smtputf8_required = true;
+    let out = deliver(&req, &Params::default(), &[ep(&sink.addr)]);
+    let o = out[0].as_ref().expect("outcome");
+    assert_eq!(o.status, Status::Bounced);
+    assert_eq!(o.dsn.status, "5.6.7");
+    assert_eq!(
+        o.dsn.reason,
+        "SMTPUTF8 is required, but was not offered by host 127.0.0.1[127.0.0.1]"
+    );
+    // Offered: MAIL FROM carries SMTPUTF8.
+    let ok = Sink::start(&[]);
+    deliver(&req, &Params::default(), &[ep(&ok.addr)]);
+    assert_eq!(ok.meta(0, "Mail"), [format!("<s@example.org> SIZE={} SMTPUTF8", MSG.len())]);
+}
+
+#[test]
+fn bind_address_is_used() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    l.set_nonblocking(true).expect("nonblocking");
+    // Accept with a deadline so that a client that never connects fails the test, not hangs it.
+    let t = std::thread::spawn(move || {
+        for _ in 0..200 {
+            if let Ok((_, peer)) = l.accept() {
+                return Some(peer.ip().to_string());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    });
+    let dest = format!("[127.0.0.1]:{port}");
+    let run = outpost(
+        &["send", "-q", "-d", &dest, "-o", "smtp_bind_address=127.0.0.2", "-o", "smtp_helo_timeout=1s", "a@b.test"],
+        MSG,
+    );
+    assert_eq!(run.code, 75, "{run}");
+    assert_eq!(t.join().expect("join").as_deref(), Some("127.0.0.2"));
+}
+
+#[test]
+fn lmtp_names_and_timeouts_come_from_lmtp_parameters() {
+    let sink = Sink::start(&["--lmtp", "--delay", "lhlo=3s"]);
+    let dest = format!("inet:127.0.0.1:{}", sink.port());
+    // lmtp_lhlo_timeout applies to LHLO (smtp_helo_timeout must not).
+    let run = send(&dest, &["-o", "lmtp_lhlo_timeout=1s", "-o", "smtp_helo_timeout=100s"], &["a@b.test"], MSG);
+    assert!(run.result("a@b.test").contains("timed out while performing the LHLO handshake"), "{run}");
+    let quick = Sink::start(&["--lmtp"]);
+    let dest = format!("inet:127.0.0.1:{}", quick.port());
+    let run = send(&dest, &["-o", "lmtp_lhlo_name=lhlo.test", "-o", "smtp_helo_name=wrong.test"], &["a@b.test"], MSG);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(quick.meta(0, "Helo"), ["lhlo.test"]);
+}
