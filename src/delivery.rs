@@ -70,6 +70,10 @@ pub struct Delivery<'a> {
     pub nexthop: String,
     /// Whether a "mail loops back to myself" failure happened.
     pub loop_detected: bool,
+    /// Postfix notes line folding once per request.
+    pub logged_folding: bool,
+    /// False when fallback relays follow this destination (their servers come later).
+    pub final_nexthop: bool,
 }
 
 impl<'a> Delivery<'a> {
@@ -85,6 +89,8 @@ impl<'a> Delivery<'a> {
             relay: "none".into(),
             nexthop: String::new(),
             loop_detected: false,
+            logged_folding: false,
+            final_nexthop: true,
         }
     }
 
@@ -218,14 +224,23 @@ impl<'a> Delivery<'a> {
         content: &mut dyn Content,
         tracer: &mut dyn FnMut(&Peer) -> Option<Tracer>,
     ) {
-        let n = endpoints.len();
-        for (k, ep) in endpoints.iter().enumerate() {
-            if self.left() == 0 {
-                break;
-            }
-            self.final_server = k + 1 == n;
-            // Set-up latency is measured per session.
+        // smtp_mx_address_limit caps the addresses tried; smtp_mx_session_limit the
+        // sessions that got as far as a transaction. The last allowed one is final.
+        let limit = match self.params.mx_address_limit {
+            0 => endpoints.len(),
+            n => n.min(endpoints.len()),
+        };
+        let mut sessions = 0;
+        let mut k = 0;
+        while k < limit && self.left() > 0 {
+            let ep = &endpoints[k];
+            k += 1;
+            let mut last = k == limit;
+            self.final_server = self.final_nexthop && last;
+            // Set-up latency and the completion time are measured per session.
             self.stats.conn_setup_done = None;
+            self.stats.deliver_done = None;
+            self.stats.reuse_count = 0;
             match Session::open(
                 ep,
                 self.params,
@@ -235,6 +250,13 @@ impl<'a> Delivery<'a> {
                 &self.nexthop,
             ) {
                 Ok(mut sess) => {
+                    sessions += 1;
+                    if self.params.mx_session_limit > 0 && sessions >= self.params.mx_session_limit
+                    {
+                        last = true;
+                        k = limit;
+                    }
+                    self.final_server = self.final_nexthop && last;
                     self.relay = sess.peer.namaddrport();
                     let body = BodyWriter::new(self.params.line_length_limit);
                     crate::transaction::run(&mut sess, self, content, &body);
@@ -269,9 +291,10 @@ impl<'a> Delivery<'a> {
             self.relay = "none".into();
             self.unkeep();
         }
-        if self.left() > 0 {
+        if self.left() > 0 && self.final_nexthop {
             self.final_server = true;
             self.stats.conn_setup_done = None;
+            self.stats.deliver_done = None;
             let dsn = self.why.clone().unwrap_or_else(|| {
                 Dsn::new("4.3.0", "server unavailable or unable to receive mail")
             });

@@ -67,16 +67,17 @@ pub fn xtext(value: &str, special: &str) -> String {
     out
 }
 
-/// uxtext-encode (RFC 6533): like xtext, but non-ASCII characters stay as UTF-8 and
-/// specials become "\x{HEX}".
+/// uxtext-encode (RFC 6533) as Postfix does: printable ASCII other than '\\' and the
+/// specials stays, every other character becomes "\x{HEX}" with its code point (at least
+/// two hex digits).
 pub fn uxtext(value: &str, special: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         let code = c as u32;
-        if c.is_ascii() && (code <= 32 || code >= 127 || c == '\\' || special.contains(c)) {
-            out.push_str(&format!("\\x{{{code:X}}}"));
-        } else {
+        if c != '\\' && code > 32 && code < 127 && !special.contains(c) {
             out.push(c);
+        } else {
+            out.push_str(&format!("\\x{{{code:02X}}}"));
         }
     }
     out
@@ -103,6 +104,7 @@ mod tests {
     fn xtext_encoding() {
         assert_eq!(xtext("rfc822;a+b=c@x", "="), "rfc822;a+2Bb+3Dc@x");
         assert_eq!(xtext("id 1", "+="), "id+201");
-        assert_eq!(uxtext("utf-8;ü=x", "+="), "utf-8;ü\\x{3D}x");
+        assert_eq!(uxtext("utf-8;ü=x", "+="), "utf-8;\\x{FC}\\x{3D}x");
+        assert_eq!(uxtext("a\u{1}b", ""), "a\\x{01}b");
     }
 }

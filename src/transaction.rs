@@ -91,6 +91,8 @@ struct Tx<'s, 'd, 'a> {
     accepted: Vec<usize>,
     mail_rejected: bool,
     data_rejected: bool,
+    /// DATA was answered with 3xx: the server is now reading message text.
+    data_accepted: bool,
     lmtp_replies: usize,
 }
 
@@ -155,7 +157,11 @@ pub fn rcpt_command(sess: &Session, req: &crate::request::Request, i: usize, p: 
             orcpt = format!("{kind};{q}");
         }
         if !orcpt.is_empty() {
-            if orcpt.len() >= 6 && orcpt[..6].eq_ignore_ascii_case("utf-8;") {
+            if orcpt
+                .as_bytes()
+                .get(..6)
+                .is_some_and(|b| b.eq_ignore_ascii_case(b"utf-8;"))
+            {
                 cmd.push_str(&format!(" ORCPT={}", uxtext(&orcpt, "+=")));
             } else {
                 cmd.push_str(&format!(" ORCPT={}", xtext(&orcpt, "=")));
@@ -180,6 +186,16 @@ impl Tx<'_, '_, '_> {
             && (!pipelining || self.sess.conn.queued() + cmd.len() + 2 > PIPELINING_BUFSIZE)
         {
             self.sync()?;
+            // Now that every reply is in, a course correction may make this command moot
+            // (Postfix sends RSET instead).
+            let moot = match state {
+                State::Rcpt(_) => self.mail_rejected,
+                State::Data => self.mail_rejected || self.accepted.is_empty(),
+                _ => false,
+            };
+            if moot {
+                return Ok(());
+            }
         }
         self.sess.conn.queue_cmd(cmd);
         self.pending.push_back(state);
@@ -191,7 +207,9 @@ impl Tx<'_, '_, '_> {
 
     /// Flush queued commands and process every outstanding reply.
     fn sync(&mut self) -> Result<(), (State, IoFailure)> {
-        if let Some(&first) = self.pending.front() {
+        // Commands without an awaited reply (QUIT with smtp_skip_quit_response) still go out.
+        if self.sess.conn.queued() > 0 {
+            let first = self.pending.front().copied().unwrap_or(State::Quit);
             self.sess.conn.set_timeout(first.timeout(self.dl.params));
             self.sess.conn.flush().map_err(|e| (first, e))?;
         }
@@ -262,6 +280,7 @@ impl Tx<'_, '_, '_> {
                 }
             }
             State::Data => {
+                self.data_accepted = reply.class() == 3;
                 if reply.class() != 3 {
                     if !self.accepted.is_empty() {
                         let dsn = self.said(reply, state);
@@ -370,8 +389,13 @@ impl Tx<'_, '_, '_> {
         if let Err((s, e)) = r {
             return self.stream_fail(s, e, false);
         }
-        if self.mail_rejected || self.accepted.is_empty() || self.data_rejected {
+        if !self.data_accepted {
             return self.abort();
+        }
+        if self.accepted.is_empty() {
+            // DATA got 354 although nobody is left: end it with a lone "." (RFC 2920), as
+            // Postfix does, since RSET would now be taken as message text.
+            return self.finish(p);
         }
         // DATA was accepted: send the message, then end-of-data with QUIT pipelined
         // behind it when the server pipelines.
@@ -381,7 +405,6 @@ impl Tx<'_, '_, '_> {
             let mut io_err = None;
             let r = body.write(content, &mut |chunk| {
                 conn.queue(chunk);
-                // Keep the tail queued so that it leaves with the final dot in one write.
                 if conn.queued() < 32 * 1024 {
                     return Ok(());
                 }
@@ -391,24 +414,29 @@ impl Tx<'_, '_, '_> {
                 })
             });
             match (r, io_err) {
-                (_, Some(e)) => Err(Some(e)),
+                (_, Some(e)) => Err(e),
                 (Err(e), None) => {
                     // Reading our own content failed: never send a partial message.
                     log::warn(&format!("{}: {}", req.queue_id, e.dsn.reason));
                     self.sess.usable = false;
+                    self.sess.conn.purge_output();
                     self.dl.bulk_fail(e.dsn);
                     return;
                 }
-                (Ok(()), None) => Ok(()),
+                // The body's tail goes out now, so that trouble with it is reported as
+                // trouble with the body, under smtp_data_xfer_timeout.
+                (Ok(()), None) => conn.flush(),
             }
         };
-        if body.folded() {
+        if body.folded() && !self.dl.logged_folding {
+            self.dl.logged_folding = true;
             log::info(&format!(
                 "{}: breaking line > {} bytes with <CR><LF>SPACE",
                 req.queue_id, p.line_length_limit
             ));
         }
-        if let Err(Some(e)) = result {
+        if let Err(e) = result {
+            self.sess.conn.purge_output();
             // A lost connection may still have left a premature reply (e.g. 552) for us.
             if matches!(e, IoFailure::Lost) {
                 self.pending.push_back(State::Dot);
@@ -420,21 +448,22 @@ impl Tx<'_, '_, '_> {
             }
             return self.stream_fail(State::Dot, e, true);
         }
+        self.finish(p)
+    }
+
+    /// Send end-of-data (QUIT pipelined behind it when the server pipelines) and read the
+    /// outstanding replies.
+    fn finish(&mut self, p: &Params) {
         self.sess.conn.queue_cmd(".");
         self.pending.push_back(State::Dot);
-        if self.sess.caps.pipelining {
-            self.sess.conn.queue_cmd("QUIT");
-            if !p.skip_quit_response {
-                self.pending.push_back(State::Quit);
-            }
-        } else {
+        if !self.sess.caps.pipelining {
             if let Err((s, e)) = self.sync() {
                 return self.stream_fail(s, e, false);
             }
-            self.sess.conn.queue_cmd("QUIT");
-            if !p.skip_quit_response {
-                self.pending.push_back(State::Quit);
-            }
+        }
+        self.sess.conn.queue_cmd("QUIT");
+        if !p.skip_quit_response {
+            self.pending.push_back(State::Quit);
         }
         if let Err((s, e)) = self.sync() {
             self.stream_fail(s, e, false);
@@ -516,6 +545,7 @@ pub fn run(sess: &mut Session, dl: &mut Delivery, content: &mut dyn Content, bod
         accepted: Vec::new(),
         mail_rejected: false,
         data_rejected: false,
+        data_accepted: false,
         lmtp_replies: 0,
     };
     tx.run(content, body);

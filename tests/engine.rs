@@ -33,7 +33,11 @@ fn dead_port() -> String {
     l.local_addr().expect("addr").to_string()
 }
 
-fn deliver(req: &Request, params: &Params, eps: &[Endpoint]) -> Vec<Option<outpost::outcome::Outcome>> {
+fn deliver(
+    req: &Request,
+    params: &Params,
+    eps: &[Endpoint],
+) -> Vec<Option<outpost::outcome::Outcome>> {
     let mut collect = Collect::default();
     {
         let mut dl = Delivery::new(req, params, &mut collect);
@@ -51,7 +55,11 @@ fn deliver(req: &Request, params: &Params, eps: &[Endpoint]) -> Vec<Option<outpo
 fn dead_first_address_then_next() {
     let sink = Sink::start(&[]);
     let req = request(&["a@example.net"]);
-    let out = deliver(&req, &Params::default(), &[ep(&dead_port()), ep(&sink.addr)]);
+    let out = deliver(
+        &req,
+        &Params::default(),
+        &[ep(&dead_port()), ep(&sink.addr)],
+    );
     let o = out[0].as_ref().expect("outcome");
     assert_eq!(o.status, Status::Sent);
     assert_eq!(o.relay, format!("127.0.0.1[127.0.0.1]:{}", sink.port()));
@@ -65,7 +73,11 @@ fn greeting_4xx_and_5xx_move_to_the_next_address() {
         let good = Sink::start(&[]);
         let req = request(&["a@example.net"]);
         let out = deliver(&req, &Params::default(), &[ep(&bad.addr), ep(&good.addr)]);
-        assert_eq!(out[0].as_ref().map(|o| o.status), Some(Status::Sent), "{reply}");
+        assert_eq!(
+            out[0].as_ref().map(|o| o.status),
+            Some(Status::Sent),
+            "{reply}"
+        );
         assert_eq!(good.messages().len(), 1, "{reply}");
     }
 }
@@ -80,9 +92,20 @@ fn soft_rcpt_failure_is_retried_on_the_next_server_hard_is_final() {
     ]);
     let second = Sink::start(&[]);
     let req = request(&["soft@example.net", "hard@example.net", "ok@example.net"]);
-    let out = deliver(&req, &Params::default(), &[ep(&first.addr), ep(&second.addr)]);
+    let out = deliver(
+        &req,
+        &Params::default(),
+        &[ep(&first.addr), ep(&second.addr)],
+    );
     let st: Vec<_> = out.iter().map(|o| o.as_ref().map(|o| o.status)).collect();
-    assert_eq!(st, [Some(Status::Sent), Some(Status::Bounced), Some(Status::Sent)]);
+    assert_eq!(
+        st,
+        [
+            Some(Status::Sent),
+            Some(Status::Bounced),
+            Some(Status::Sent)
+        ]
+    );
     assert_eq!(first.rcpts(0), ["<ok@example.net>"]);
     assert_eq!(second.rcpts(0), ["<soft@example.net>"]);
     // The soft one was relayed by the second server.
@@ -94,11 +117,19 @@ fn soft_rcpt_failure_is_retried_on_the_next_server_hard_is_final() {
 fn soft_failure_on_the_last_server_defers_with_its_text() {
     let only = Sink::start(&["--reply", "mail=451 4.3.0 local problem"]);
     let req = request(&["a@example.net", "b@example.net"]);
-    let out = deliver(&req, &Params::default(), &[ep(&dead_port()), ep(&only.addr)]);
+    let out = deliver(
+        &req,
+        &Params::default(),
+        &[ep(&dead_port()), ep(&only.addr)],
+    );
     for o in out {
         let o = o.expect("outcome");
         assert_eq!(o.status, Status::Deferred);
-        assert!(o.dsn.reason.contains("451 4.3.0 local problem (in reply to MAIL FROM command)"));
+        assert!(
+            o.dsn
+                .reason
+                .contains("451 4.3.0 local problem (in reply to MAIL FROM command)")
+        );
     }
 }
 
@@ -111,7 +142,13 @@ fn all_addresses_dead_defers_with_the_last_error_and_relay_none() {
     assert_eq!(o.status, Status::Deferred);
     assert_eq!(o.relay, "none");
     assert_eq!(o.dsn.status, "4.4.1");
-    assert_eq!(o.dsn.reason, format!("connect to 127.0.0.1[127.0.0.1]:{}: Connection refused", b.rsplit(':').next().unwrap_or("")));
+    assert_eq!(
+        o.dsn.reason,
+        format!(
+            "connect to 127.0.0.1[127.0.0.1]:{}: Connection refused",
+            b.rsplit(':').next().unwrap_or("")
+        )
+    );
 }
 
 #[test]
@@ -131,8 +168,14 @@ fn xforward_is_sent_when_offered_and_enabled() {
     let out = deliver(&req, &params, &[ep(&sink.addr)]);
     assert_eq!(out[0].as_ref().map(|o| o.status), Some(Status::Sent));
     let d = sink.dialogue();
-    assert!(d.contains("C: XFORWARD NAME=client.example ADDR=192.0.2.7\r\n"), "{d}");
-    assert!(d.contains("C: XFORWARD PROTO=ESMTP HELO=helo+20x SOURCE=REMOTE\r\n"), "{d}");
+    assert!(
+        d.contains("C: XFORWARD NAME=client.example ADDR=192.0.2.7\r\n"),
+        "{d}"
+    );
+    assert!(
+        d.contains("C: XFORWARD PROTO=ESMTP HELO=helo+20x SOURCE=REMOTE\r\n"),
+        "{d}"
+    );
     // Off by default.
     let sink2 = Sink::start(&["--caps", "XFORWARD NAME ADDR"]);
     deliver(&req, &Params::default(), &[ep(&sink2.addr)]);
@@ -156,7 +199,10 @@ fn smtputf8_required_but_not_offered_bounces() {
     // Offered: MAIL FROM carries SMTPUTF8.
     let ok = Sink::start(&[]);
     deliver(&req, &Params::default(), &[ep(&ok.addr)]);
-    assert_eq!(ok.meta(0, "Mail"), [format!("<s@example.org> SIZE={} SMTPUTF8", MSG.len())]);
+    assert_eq!(
+        ok.meta(0, "Mail"),
+        [format!("<s@example.org> SIZE={} SMTPUTF8", MSG.len())]
+    );
 }
 
 #[test]
@@ -176,7 +222,17 @@ fn bind_address_is_used() {
     });
     let dest = format!("[127.0.0.1]:{port}");
     let run = outpost(
-        &["send", "-q", "-d", &dest, "-o", "smtp_bind_address=127.0.0.2", "-o", "smtp_helo_timeout=1s", "a@b.test"],
+        &[
+            "send",
+            "-q",
+            "-d",
+            &dest,
+            "-o",
+            "smtp_bind_address=127.0.0.2",
+            "-o",
+            "smtp_helo_timeout=1s",
+            "a@b.test",
+        ],
         MSG,
     );
     assert_eq!(run.code, 75, "{run}");
@@ -188,11 +244,137 @@ fn lmtp_names_and_timeouts_come_from_lmtp_parameters() {
     let sink = Sink::start(&["--lmtp", "--delay", "lhlo=3s"]);
     let dest = format!("inet:127.0.0.1:{}", sink.port());
     // lmtp_lhlo_timeout applies to LHLO (smtp_helo_timeout must not).
-    let run = send(&dest, &["-o", "lmtp_lhlo_timeout=1s", "-o", "smtp_helo_timeout=100s"], &["a@b.test"], MSG);
-    assert!(run.result("a@b.test").contains("timed out while performing the LHLO handshake"), "{run}");
+    let run = send(
+        &dest,
+        &["-o", "lmtp_lhlo_timeout=1s", "-o", "smtp_helo_timeout=100s"],
+        &["a@b.test"],
+        MSG,
+    );
+    assert!(
+        run.result("a@b.test")
+            .contains("timed out while performing the LHLO handshake"),
+        "{run}"
+    );
     let quick = Sink::start(&["--lmtp"]);
     let dest = format!("inet:127.0.0.1:{}", quick.port());
-    let run = send(&dest, &["-o", "lmtp_lhlo_name=lhlo.test", "-o", "smtp_helo_name=wrong.test"], &["a@b.test"], MSG);
+    let run = send(
+        &dest,
+        &[
+            "-o",
+            "lmtp_lhlo_name=lhlo.test",
+            "-o",
+            "smtp_helo_name=wrong.test",
+        ],
+        &["a@b.test"],
+        MSG,
+    );
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(quick.meta(0, "Helo"), ["lhlo.test"]);
+}
+
+/// A bare-bones server answering each command line by its verb, recording what it got.
+fn raw_server(
+    answer: fn(&str) -> Option<&'static str>,
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    let t = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let Ok((s, _)) = l.accept() else { return got };
+        let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        let mut w = s.try_clone().expect("clone");
+        let _ = w.write_all(b"220 raw.test ESMTP\r\n");
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            let cmd = line.trim_end().to_string();
+            line.clear();
+            let reply = answer(&cmd);
+            got.push(cmd);
+            if let Some(rep) = reply {
+                let _ = w.write_all(rep.as_bytes());
+            }
+        }
+        got
+    });
+    (addr, t)
+}
+
+#[test]
+fn data_accepted_with_no_recipients_ends_with_a_lone_dot() {
+    let (addr, t) = raw_server(|cmd| {
+        let verb = cmd
+            .split([' ', ':'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        Some(match verb.as_str() {
+            "EHLO" => "250-raw.test\r\n250 PIPELINING\r\n",
+            "MAIL" => "250 ok\r\n",
+            "RCPT" => "550 5.1.1 no\r\n",
+            "DATA" => "354 go\r\n",
+            "." => "250 ok\r\n",
+            "QUIT" => "221 bye\r\n",
+            _ => return None,
+        })
+    });
+    let req = request(&["a@example.net"]);
+    let out = deliver(&req, &Params::default(), &[ep(&addr)]);
+    assert_eq!(out[0].as_ref().map(|o| o.status), Some(Status::Bounced));
+    let got = t.join().expect("server");
+    let tail: Vec<&str> = got.iter().rev().take(3).rev().map(String::as_str).collect();
+    assert_eq!(tail, ["DATA", ".", "QUIT"], "{got:?}");
+}
+
+#[test]
+fn quit_is_sent_without_pipelining_even_when_its_reply_is_skipped() {
+    let (addr, t) = raw_server(|cmd| {
+        let verb = cmd
+            .split([' ', ':'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        Some(match verb.as_str() {
+            "EHLO" => "250 raw.test\r\n",
+            "MAIL" | "RCPT" | "." => "250 ok\r\n",
+            "DATA" => "354 go\r\n",
+            "QUIT" => "221 bye\r\n",
+            _ => return None,
+        })
+    });
+    let req = request(&["a@example.net"]);
+    let out = deliver(&req, &Params::default(), &[ep(&addr)]);
+    assert_eq!(out[0].as_ref().map(|o| o.status), Some(Status::Sent));
+    let got = t.join().expect("server");
+    assert_eq!(got.last().map(String::as_str), Some("QUIT"), "{got:?}");
+}
+
+#[test]
+fn session_limit_makes_the_second_session_final() {
+    // Three servers that all defer MAIL: with smtp_mx_session_limit=2 the second session is
+    // final (its deferral is reported) and the third is never contacted.
+    let a = Sink::start(&["--reply", "mail=451 4.3.0 first"]);
+    let b = Sink::start(&["--reply", "mail=451 4.3.0 second"]);
+    let c = Sink::start(&[]);
+    let req = request(&["x@example.net"]);
+    let out = deliver(
+        &req,
+        &Params::default(),
+        &[ep(&a.addr), ep(&b.addr), ep(&c.addr)],
+    );
+    let o = out[0].as_ref().expect("outcome");
+    assert_eq!(o.status, Status::Deferred);
+    assert!(o.dsn.reason.contains("451 4.3.0 second"), "{o:?}");
+    assert!(c.dialogue().is_empty() && c.messages().is_empty());
+    // With an address limit of 1, only the first is tried.
+    let params = Params {
+        mx_address_limit: 1,
+        ..Params::default()
+    };
+    let out = deliver(&req, &params, &[ep(&dead_port()), ep(&c.addr)]);
+    assert_eq!(
+        out[0].as_ref().map(|o| o.dsn.status.as_str()),
+        Some("4.4.1")
+    );
 }

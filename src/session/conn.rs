@@ -200,10 +200,10 @@ impl Conn {
                     text.extend_from_slice(&avail[..i.min(room)]);
                     let truncated = i > room;
                     self.rpos += i + 1;
-                    if !truncated && text.last() == Some(&b'\r') {
-                        text.pop();
-                    } else if truncated && text.len() == limit && limit > 0 {
-                        // keep as is: the CR, if any, was cut off with the excess
+                    if !truncated {
+                        while text.last() == Some(&b'\r') {
+                            text.pop();
+                        }
                     }
                     self.trace(Dir::Received, &text);
                     return Ok(Line {
@@ -232,6 +232,11 @@ impl Conn {
         self.trace(Dir::Sent, line.as_bytes());
         self.wbuf.extend_from_slice(line.as_bytes());
         self.wbuf.extend_from_slice(b"\r\n");
+    }
+
+    /// Drop queued output that can no longer be sent (after a write failure).
+    pub fn purge_output(&mut self) {
+        self.wbuf.clear();
     }
 
     pub fn queued(&self) -> usize {

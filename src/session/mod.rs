@@ -405,11 +405,16 @@ impl Session {
             _ => return Err(refused(&greeting, None)),
         }
         let mut esmtp = false;
-        for (n, word) in greeting
+        // The first token is the code (ended by '-' or blank); words after it by blanks.
+        let after_code = greeting
             .text
-            .split(['-', ' ', '\t', '\n'])
+            .trim_start_matches(['-', ' ', '\t', '\n'])
+            .split_once(['-', ' ', '\t', '\n'])
+            .map(|(_, rest)| rest)
+            .unwrap_or("");
+        for (n, word) in after_code
+            .split([' ', '\t', '\n'])
             .filter(|w| !w.is_empty())
-            .skip(1)
             .enumerate()
         {
             if n == 0 && word.eq_ignore_ascii_case(&params.myhostname) {
@@ -528,10 +533,12 @@ impl Session {
             log::info(&format!("discarding EHLO keywords: {}", shown.join(" ")));
         }
         let keep = |k: &str| !discard.contains(&k);
-        for (n, line) in r.lines().enumerate() {
+        let mut n = 0;
+        for line in r.lines() {
             let mut words = line.split([' ', '\t', '=']).filter(|w| !w.is_empty());
             let Some(word) = words.next() else { continue };
-            if n == 0 {
+            n += 1;
+            if n == 1 {
                 self.caps.helo = word.to_string();
                 continue;
             }

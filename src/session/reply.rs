@@ -82,7 +82,7 @@ fn classify(line: &[u8]) -> Option<bool> {
 fn printable(line: &[u8]) -> String {
     line.iter()
         .map(|&b| {
-            if (0x20..0x7f).contains(&b) || b == b'\t' {
+            if (0x20..0x7f).contains(&b) {
                 b as char
             } else {
                 '?'
@@ -127,6 +127,7 @@ pub fn read_reply(conn: &mut Conn, mut warn: impl FnMut(ReplyWarning)) -> Result
         garbage: 0,
         truncated: false,
     };
+    let mut text_full = false;
     loop {
         let line = conn.read_line(LINE_LIMIT)?;
         let shown = printable(&line.text);
@@ -139,7 +140,8 @@ pub fn read_reply(conn: &mut Conn, mut warn: impl FnMut(ReplyWarning)) -> Result
                 r.text.push('\n');
             }
             r.text.push_str(&shown);
-        } else if !r.truncated {
+        } else if !text_full {
+            text_full = true;
             r.truncated = true;
             warn(ReplyWarning::LongReply(r.text.chars().take(30).collect()));
         }
