@@ -456,10 +456,10 @@ impl Tx<'_, '_, '_> {
     fn finish(&mut self, p: &Params) {
         self.sess.conn.queue_cmd(".");
         self.pending.push_back(State::Dot);
-        if !self.sess.caps.pipelining {
-            if let Err((s, e)) = self.sync() {
-                return self.stream_fail(s, e, false);
-            }
+        if !self.sess.caps.pipelining
+            && let Err((s, e)) = self.sync()
+        {
+            return self.stream_fail(s, e, false);
         }
         self.sess.conn.queue_cmd("QUIT");
         if !p.skip_quit_response {
