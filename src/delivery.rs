@@ -303,6 +303,56 @@ impl<'a> Delivery<'a> {
         }
     }
 
+    /// Deliver over a destination and its fallback relays (Postfix's smtp_connect_inet site
+    /// loop), then settle what is left.
+    pub fn run_hops(
+        &mut self,
+        hops: &[crate::route::Hop],
+        content: &mut dyn Content,
+        tracer: &mut dyn FnMut(&Peer) -> Option<Tracer>,
+    ) {
+        let n = hops.len();
+        for (k, hop) in hops.iter().enumerate() {
+            if self.left() == 0 {
+                break;
+            }
+            self.final_nexthop = k + 1 == n;
+            match &hop.endpoints {
+                Ok(eps) => self.run(eps, content, tracer),
+                Err(dsn) => {
+                    // The reason already says which name failed.
+                    if !self.final_nexthop {
+                        log::info(&format!("{}: {}", self.req.queue_id, dsn.reason));
+                    }
+                    self.why = Some(dsn.clone());
+                }
+            }
+        }
+        if self.left() > 0 {
+            let mut dsn = self.why.clone().unwrap_or_else(|| {
+                Dsn::new("4.3.0", "server unavailable or unable to receive mail")
+            });
+            if !dsn.status.starts_with('4') {
+                // A relay we were told to use that does not resolve or refuses us is a
+                // configuration problem: defer rather than bounce.
+                let last = hops.last();
+                if last.is_some_and(|h| h.is_fallback) {
+                    log::warn("smtp_fallback_relay configuration problem");
+                    dsn.status = "4.3.5".into();
+                } else if !self.params.lmtp
+                    && !self.params.relayhost.is_empty()
+                    && hops
+                        .first()
+                        .is_some_and(|h| h.nexthop == self.params.relayhost)
+                {
+                    log::warn("relayhost configuration problem");
+                    dsn.status = "4.3.5".into();
+                }
+            }
+            self.fail_all(dsn);
+        }
+    }
+
     /// Fail every recipient without trying any server (bad destination, no addresses).
     pub fn fail_all(&mut self, dsn: Dsn) {
         self.final_server = true;

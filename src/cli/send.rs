@@ -8,7 +8,7 @@ use crate::log::{self, MsgStats, Target};
 use crate::message::memory::MemoryContent;
 use crate::outcome::{Dsn, Status};
 use crate::request::{Encoding, Recipient, Request, Ret, notify};
-use crate::route::{self, dest};
+use crate::route;
 use crate::session::conn::{Dir, Tracer};
 use crate::session::{Params, Peer};
 use crate::sysexits::*;
@@ -87,6 +87,11 @@ fn options() -> getopts::Options {
         "",
         "ignored (sendmail compatibility: a lone dot never ends input here)",
     );
+    o.optflag(
+        "",
+        "explain",
+        "show the MX records and addresses that would be tried, in order; send nothing",
+    );
     o.optflag("h", "help", "show this help");
     o
 }
@@ -153,6 +158,117 @@ fn declared_encoding(data: &[u8]) -> Encoding {
         Some("7bit") | Some("base64") | Some("quoted-printable") => Encoding::SevenBit,
         _ => Encoding::Unknown,
     }
+}
+
+/// Deliver one destination's recipients; returns (recipient index, outcome) pairs.
+#[allow(clippy::too_many_arguments)]
+fn deliver_group(
+    nexthop: &str,
+    idx: &[usize],
+    req_template: &Request,
+    rcpt_addrs: &[String],
+    notify_mask: u32,
+    params: &Params,
+    rp: &route::RouteParams,
+    lookup: &(dyn route::select::Lookup + Send + Sync),
+    content: &mut MemoryContent,
+    verbose: bool,
+) -> Vec<(usize, Option<crate::outcome::Outcome>)> {
+    let mut req = req_template.clone();
+    req.recipients = idx
+        .iter()
+        .filter_map(|&i| rcpt_addrs.get(i))
+        .map(|a| Recipient {
+            notify: notify_mask,
+            // As submitted: the ORCPT Postfix sends when the server offers DSN.
+            orig_address: a.clone(),
+            ..Recipient::new(a.clone())
+        })
+        .collect();
+    let mut collect = Collect::default();
+    {
+        let mut dl = Delivery::new(&req, params, &mut collect);
+        dl.nexthop = nexthop.to_string();
+        if nexthop.is_empty() {
+            dl.fail_all(Dsn::new("5.1.3", "bad address syntax: no domain part"));
+        } else {
+            let hops = route::plan(nexthop, rp, lookup);
+            let mut tracer = |peer: &Peer| -> Option<Tracer> {
+                if !verbose {
+                    return None;
+                }
+                let name = peer.namaddrport();
+                Some(Box::new(move |dir: Dir, data: &[u8]| {
+                    let arrow = if dir == Dir::Sent { '>' } else { '<' };
+                    let text = String::from_utf8_lossy(data);
+                    let _ = writeln!(std::io::stderr(), "{arrow} {name}: {text}");
+                }))
+            };
+            dl.run_hops(&hops, content, &mut tracer);
+        }
+    }
+    idx.iter()
+        .enumerate()
+        .map(|(k, &i)| (i, collect.outcomes.get(k).cloned().flatten()))
+        .collect()
+}
+
+/// `--explain`: what would be tried for each destination, without sending anything.
+fn explain(
+    groups: &[(String, Vec<usize>)],
+    rcpt_addrs: &[String],
+    rp: &route::RouteParams,
+    lookup: &(dyn route::select::Lookup + Send + Sync),
+) -> i32 {
+    let mut code = EX_OK;
+    for (nexthop, idx) in groups {
+        let who: Vec<&str> = idx
+            .iter()
+            .filter_map(|&i| rcpt_addrs.get(i))
+            .map(String::as_str)
+            .collect();
+        println!("destination {nexthop} (recipients: {})", who.join(", "));
+        if rp.select.address_limit > 0 {
+            println!(
+                "  limits: smtp_mx_address_limit={}",
+                rp.select.address_limit
+            );
+        }
+        for hop in route::plan(nexthop, rp, lookup) {
+            let kind = if hop.is_fallback {
+                "fallback relay"
+            } else {
+                "next hop"
+            };
+            match &hop.endpoints {
+                Ok(eps) => {
+                    println!("  {kind} {}:", hop.nexthop);
+                    for (n, ep) in eps.iter().enumerate() {
+                        let peer = Peer::of(ep, "localhost");
+                        let best = if ep.best_mx { " (best MX)" } else { "" };
+                        println!("    {}. {}{best}", n + 1, peer.namaddrport());
+                    }
+                    if hop.i_am_mx {
+                        println!(
+                            "    (this host is an MX host for {}: no further backups)",
+                            hop.nexthop
+                        );
+                    }
+                }
+                Err(d) => {
+                    println!("  {kind} {}: {} ({})", hop.nexthop, d.status, d.reason);
+                    if code == EX_OK {
+                        code = if d.status.starts_with('4') {
+                            EX_TEMPFAIL
+                        } else {
+                            for_permanent(&d.status)
+                        };
+                    }
+                }
+            }
+        }
+    }
+    code
 }
 
 /// Run `outpost send`; `args` excludes "outpost send".
@@ -318,53 +434,51 @@ pub fn main(args: &[String]) -> i32 {
     }
 
     let verbose = m.opt_present("v");
+    let rp = route::RouteParams::from_config(&cfg, &params);
+    let lookup = route::system_lookup(&rp);
+    if m.opt_present("explain") {
+        return explain(&groups, &rcpt_addrs, &rp, lookup.as_ref());
+    }
+    let content = MemoryContent::new(data);
     let mut results: Vec<Option<crate::outcome::Outcome>> = vec![None; rcpt_addrs.len()];
-    let mut content = MemoryContent::new(data);
-    for (nexthop, idx) in groups {
-        let mut req = req_template.clone();
-        req.recipients = idx
-            .iter()
-            .map(|&i| Recipient {
-                notify: notify_mask,
-                // As submitted: the ORCPT Postfix sends when the server offers DSN.
-                orig_address: rcpt_addrs[i].clone(),
-                ..Recipient::new(rcpt_addrs[i].clone())
-            })
-            .collect();
-        let mut collect = Collect::default();
-        {
-            let mut dl = Delivery::new(&req, &params, &mut collect);
-            dl.nexthop = nexthop.clone();
-            if nexthop.is_empty() {
-                dl.fail_all(Dsn::new("5.1.3", "bad address syntax: no domain part"));
-            } else {
-                match dest::parse(&nexthop, lmtp, params.default_port) {
-                    Err(e) => {
-                        log::warn(&format!("bad destination: {e}"));
-                        dl.fail_all(Dsn::new("4.3.5", format!("bad destination syntax: {e}")));
-                    }
-                    Ok(d) => match route::endpoints(&d, &params.inet_protocols) {
-                        Err(e) => dl.fail_all(e.dsn),
-                        Ok(eps) => {
-                            let mut tracer = |peer: &Peer| -> Option<Tracer> {
-                                if !verbose {
-                                    return None;
-                                }
-                                let name = peer.namaddrport();
-                                Some(Box::new(move |dir: Dir, data: &[u8]| {
-                                    let arrow = if dir == Dir::Sent { '>' } else { '<' };
-                                    let text = String::from_utf8_lossy(data);
-                                    let _ = writeln!(std::io::stderr(), "{arrow} {name}: {text}");
-                                }))
-                            };
-                            dl.run(&eps, &mut content, &mut tracer);
-                        }
-                    },
-                }
+    // One worker thread per destination, a bounded number at a time.
+    let parallel = usize::try_from(cfg.int("smtp_destination_concurrency_limit"))
+        .unwrap_or(8)
+        .clamp(1, 8);
+    for batch in groups.chunks(parallel) {
+        let done: Vec<Vec<(usize, Option<crate::outcome::Outcome>)>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|(nexthop, idx)| {
+                        let (params, rp, lookup, req_template, rcpt_addrs) =
+                            (&params, &rp, lookup.as_ref(), &req_template, &rcpt_addrs);
+                        let mut content = content.share();
+                        scope.spawn(move || {
+                            deliver_group(
+                                nexthop,
+                                idx,
+                                req_template,
+                                rcpt_addrs,
+                                notify_mask,
+                                params,
+                                rp,
+                                lookup,
+                                &mut content,
+                                verbose,
+                            )
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+        for (i, o) in done.into_iter().flatten() {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = o;
             }
-        }
-        for (k, &i) in idx.iter().enumerate() {
-            results[i] = collect.outcomes.get(k).cloned().flatten();
         }
     }
 

@@ -5,13 +5,24 @@ use crate::outcome::Error;
 use crate::request::{Content, Record};
 
 pub struct MemoryContent {
-    data: Vec<u8>,
+    data: std::sync::Arc<[u8]>,
     pos: usize,
 }
 
 impl MemoryContent {
     pub fn new(data: Vec<u8>) -> MemoryContent {
-        MemoryContent { data, pos: 0 }
+        MemoryContent {
+            data: data.into(),
+            pos: 0,
+        }
+    }
+
+    /// Another reader over the same bytes (one per delivery thread).
+    pub fn share(&self) -> MemoryContent {
+        MemoryContent {
+            data: self.data.clone(),
+            pos: 0,
+        }
     }
 
     pub fn data(&self) -> &[u8] {

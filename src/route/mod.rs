@@ -1,58 +1,213 @@
-//! Routing: from a next-hop destination to the ordered list of endpoints to try.
+//! Routing: from a next-hop destination to the ordered list of endpoints Postfix's smtp(8)
+//! would try, including fallback relays, and the error (with its DSN) when there are none.
 //!
-//! Until the DNS layer arrives, names are resolved with the system resolver (A/AAAA only,
-//! no MX); `Dest::Inet { mx: true }` is then treated like a bracketed host.
+//! `dest` parses destination syntax, `select` applies Postfix's address-selection rules
+//! over a `Lookup` (the DNS stub in `dns`, or the system resolver in `native`).
 
 pub mod dest;
+pub mod native;
+pub mod select;
 
-use crate::session::Endpoint;
+use crate::outcome::Dsn;
+use crate::session::{Endpoint, Params};
 use dest::Dest;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use select::{Lookup, Preference, SelectParams};
+use std::net::{IpAddr, SocketAddr};
 
-/// Resolve a destination to endpoints in the order to try them.
-pub fn endpoints(
-    dest: &Dest,
-    inet_protocols: &str,
-) -> Result<Vec<Endpoint>, crate::outcome::Error> {
-    match dest {
-        Dest::Unix(path) => Ok(vec![Endpoint::unix(path.clone())]),
-        Dest::Inet { host, port, .. } => {
-            let want4 = inet_protocols.contains("ipv4") || inet_protocols.contains("all");
-            let want6 = inet_protocols.contains("ipv6") || inet_protocols.contains("all");
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                return Ok(vec![Endpoint::inet(
-                    host.clone(),
-                    SocketAddr::new(ip, *port),
-                )]);
-            }
-            let addrs: Vec<SocketAddr> = (host.as_str(), *port)
-                .to_socket_addrs()
-                .map_err(|e| {
-                    crate::outcome::Error::temp(
-                        "4.4.3",
-                        format!("Host or domain name not found. Name service error for name={host} type=A: {e}"),
-                    )
-                })?
-                .filter(|a| (a.is_ipv4() && want4) || (a.is_ipv6() && want6))
-                .collect();
-            let mut seen = Vec::new();
-            for a in addrs {
-                if !seen.contains(&a) {
-                    seen.push(a);
-                }
-            }
-            if seen.is_empty() {
-                return Err(crate::outcome::Error::temp(
-                    "4.4.4",
-                    format!(
-                        "Host or domain name not found. Name service error for name={host} type=A: Host not found"
-                    ),
-                ));
-            }
-            Ok(seen
-                .into_iter()
-                .map(|a| Endpoint::inet(host.clone(), a))
-                .collect())
+/// What routing needs beyond the engine's Params.
+#[derive(Debug, Clone)]
+pub struct RouteParams {
+    pub lmtp: bool,
+    pub default_port: u16,
+    /// MX lookups allowed (smtp_dns_support_level not "disabled", disable_dns_lookups off).
+    pub dns: bool,
+    pub dnssec: bool,
+    pub host_lookup_dns: bool,
+    pub host_lookup_native: bool,
+    pub fallback_relays: Vec<String>,
+    pub relayhost: String,
+    pub select: SelectParams,
+}
+
+impl RouteParams {
+    pub fn from_config(cfg: &crate::config::Config, p: &Params) -> RouteParams {
+        let protos = cfg.list("inet_protocols");
+        let all = protos.iter().any(|x| x.eq_ignore_ascii_case("all"));
+        let want4 = all || protos.iter().any(|x| x.eq_ignore_ascii_case("ipv4"));
+        let want6 = all || protos.iter().any(|x| x.eq_ignore_ascii_case("ipv6"));
+        let support = cfg.get("smtp_dns_support_level").to_ascii_lowercase();
+        let disabled = cfg.bool("disable_dns_lookups") || support == "disabled";
+        let lookup = cfg.list("smtp_host_lookup");
+        let mut fallback = cfg.list("smtp_fallback_relay");
+        if fallback.is_empty() {
+            fallback = cfg.list("fallback_relay");
+        }
+        let mut my_addrs = own_addresses(&cfg.list("inet_interfaces"));
+        my_addrs.extend(own_addresses(&cfg.list("proxy_interfaces")));
+        RouteParams {
+            lmtp: p.lmtp,
+            default_port: p.default_port,
+            dns: !disabled,
+            dnssec: support == "dnssec",
+            host_lookup_dns: !disabled && lookup.iter().any(|x| x.eq_ignore_ascii_case("dns")),
+            host_lookup_native: disabled || lookup.iter().any(|x| x.eq_ignore_ascii_case("native")),
+            fallback_relays: fallback,
+            relayhost: p.relayhost.clone(),
+            select: SelectParams {
+                want4,
+                want6,
+                preference: match cfg
+                    .get("smtp_address_preference")
+                    .to_ascii_lowercase()
+                    .as_str()
+                {
+                    "ipv4" => Preference::Ipv4,
+                    "ipv6" => Preference::Ipv6,
+                    _ => Preference::Any,
+                },
+                randomize: cfg.bool("smtp_randomize_addresses"),
+                balance: cfg.bool("smtp_balance_inet_protocols"),
+                address_limit: p.mx_address_limit,
+                ignore_mx_lookup_error: cfg.bool("ignore_mx_lookup_error"),
+                defer_if_no_mx_address: cfg.bool("smtp_defer_if_no_mx_address_found"),
+                loop_detect: false,
+                my_addrs,
+            },
         }
     }
+}
+
+/// The addresses this host receives mail on, for "loops back to myself".
+pub fn own_addresses(list: &[String]) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for item in list {
+        let item = item.trim_start_matches('[').trim_end_matches(']');
+        match item.to_ascii_lowercase().as_str() {
+            "all" => out.extend(interface_addresses()),
+            "loopback-only" => {
+                out.push(IpAddr::from([127, 0, 0, 1]));
+                out.push(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+            }
+            _ => match item.parse::<IpAddr>() {
+                Ok(ip) => out.push(ip),
+                Err(_) => {
+                    if let Ok(v) = native::getaddrinfo(item) {
+                        out.extend(v);
+                    }
+                }
+            },
+        }
+    }
+    out
+}
+
+fn interface_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut ifa: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we walk read-only and free once.
+    if unsafe { libc::getifaddrs(&mut ifa) } != 0 {
+        return out;
+    }
+    let mut p = ifa;
+    while !p.is_null() {
+        let i = unsafe { &*p };
+        if !i.ifa_addr.is_null() {
+            match unsafe { (*i.ifa_addr).sa_family } as i32 {
+                libc::AF_INET => {
+                    let sin = unsafe { &*(i.ifa_addr as *const libc::sockaddr_in) };
+                    out.push(IpAddr::from(
+                        u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                    ));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = unsafe { &*(i.ifa_addr as *const libc::sockaddr_in6) };
+                    out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                }
+                _ => {}
+            }
+        }
+        p = i.ifa_next;
+    }
+    unsafe { libc::freeifaddrs(ifa) };
+    out
+}
+
+/// One next hop (the destination or a fallback relay) and what it resolved to.
+#[derive(Debug)]
+pub struct Hop {
+    pub nexthop: String,
+    pub endpoints: Result<Vec<Endpoint>, Dsn>,
+    /// This host is one of the MX hosts: non-MX backups must not be used.
+    pub i_am_mx: bool,
+    pub is_fallback: bool,
+}
+
+/// Resolve a destination and, after it, the fallback relays (SMTP only).
+pub fn plan(nexthop: &str, rp: &RouteParams, dns: &dyn Lookup) -> Vec<Hop> {
+    let mut hops = Vec::new();
+    let mut sites = vec![(nexthop.to_string(), false)];
+    if !rp.lmtp {
+        sites.extend(rp.fallback_relays.iter().map(|f| (f.clone(), true)));
+    }
+    for (site, is_fallback) in sites {
+        let (endpoints, i_am_mx) = resolve(&site, rp, dns);
+        let stop = i_am_mx;
+        hops.push(Hop {
+            nexthop: site,
+            endpoints,
+            i_am_mx,
+            is_fallback,
+        });
+        // If we are an MX host for the destination, backups are not ours to use.
+        if stop {
+            break;
+        }
+    }
+    hops
+}
+
+/// Resolve one destination to endpoints.
+pub fn resolve(
+    site: &str,
+    rp: &RouteParams,
+    dns: &dyn Lookup,
+) -> (Result<Vec<Endpoint>, Dsn>, bool) {
+    let dest = match dest::parse(site, rp.lmtp, rp.default_port) {
+        Ok(d) => d,
+        Err(e) => {
+            crate::log::warn(&format!("bad destination \"{site}\": {e}"));
+            return (
+                Err(Dsn::new("4.3.5", format!("bad destination syntax: {e}"))),
+                false,
+            );
+        }
+    };
+    match dest {
+        Dest::Unix(path) => (Ok(vec![Endpoint::unix(path)]), false),
+        Dest::Inet { host, port, mx } => {
+            let mut sp = rp.select.clone();
+            sp.loop_detect = !rp.lmtp && port == 25;
+            let (sel, i_am_mx) = if mx && rp.dns {
+                select::domain_addr(dns, &host, &sp)
+            } else {
+                (select::host_addr(dns, &host, &sp), false)
+            };
+            let eps = sel.map(|v| {
+                v.into_iter()
+                    .map(|c| {
+                        let mut e = Endpoint::inet(c.host, SocketAddr::new(c.addr, port));
+                        e.best_mx = c.best_mx;
+                        e
+                    })
+                    .collect()
+            });
+            (eps, i_am_mx)
+        }
+    }
+}
+
+/// The lookup to use for these settings: DNS when enabled, else the system resolver.
+pub fn system_lookup(rp: &RouteParams) -> Box<dyn Lookup + Send + Sync> {
+    let _ = rp;
+    Box::new(native::Native)
 }

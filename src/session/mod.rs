@@ -25,6 +25,8 @@ pub struct Endpoint {
     /// Host name for `host[addr]`; for UNIX sockets, myhostname (as Postfix shows it).
     pub name: String,
     pub addr: Address,
+    /// The address belongs to the best MX preference (decides 5.4.6 vs 4.4.6 for a loop).
+    pub best_mx: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +40,14 @@ impl Endpoint {
         Endpoint {
             name,
             addr: Address::Inet(addr),
+            best_mx: true,
         }
     }
     pub fn unix(path: PathBuf) -> Endpoint {
         Endpoint {
             name: String::new(),
             addr: Address::Unix(path),
+            best_mx: true,
         }
     }
 }
