@@ -5,6 +5,7 @@
 //! over a `Lookup` (the DNS stub in `dns`, or the system resolver in `native`).
 
 pub mod dest;
+pub mod dns;
 pub mod native;
 pub mod select;
 
@@ -206,8 +207,104 @@ pub fn resolve(
     }
 }
 
-/// The lookup to use for these settings: DNS when enabled, else the system resolver.
+/// The lookup to use for these settings: the DNS stub for MX records and, per
+/// smtp_host_lookup, DNS and/or the system resolver for host addresses.
 pub fn system_lookup(rp: &RouteParams) -> Box<dyn Lookup + Send + Sync> {
-    let _ = rp;
-    Box::new(native::Native)
+    Box::new(SystemLookup {
+        dns: rp
+            .dns
+            .then(|| dns::Resolver::from_system().with_dnssec(rp.dnssec)),
+        host_dns: rp.host_lookup_dns,
+        host_native: rp.host_lookup_native,
+    })
+}
+
+struct SystemLookup {
+    dns: Option<dns::Resolver>,
+    host_dns: bool,
+    host_native: bool,
+}
+
+fn lookup_error(e: &dns::DnsError) -> select::LookupError {
+    use select::LookupError as L;
+    for w in &e.warnings {
+        crate::log::warn(w);
+    }
+    let text = e.to_string();
+    match e.kind {
+        dns::DnsErrorKind::NotFound | dns::DnsErrorKind::NoData => L::NotFound(text),
+        dns::DnsErrorKind::Fail => L::Fail(text),
+        dns::DnsErrorKind::Inval => L::Inval(text),
+        dns::DnsErrorKind::NullMx => L::NullMx(text),
+        _ => L::Retry(text),
+    }
+}
+
+impl Lookup for SystemLookup {
+    fn mx(&self, domain: &str) -> Result<Vec<select::Mx>, select::LookupError> {
+        let Some(r) = &self.dns else {
+            return Err(select::LookupError::NotFound(format!(
+                "no DNS lookups for {domain}"
+            )));
+        };
+        match r.mx(domain) {
+            Ok(a) => {
+                for w in &a.warnings {
+                    crate::log::warn(w);
+                }
+                Ok(a.records
+                    .into_iter()
+                    .map(|m| select::Mx {
+                        pref: m.preference,
+                        host: m.exchange,
+                    })
+                    .collect())
+            }
+            Err(e) => Err(lookup_error(&e)),
+        }
+    }
+
+    fn host(
+        &self,
+        host: &str,
+        want4: bool,
+        want6: bool,
+    ) -> Result<Vec<IpAddr>, select::LookupError> {
+        let mut err = None;
+        if self.host_dns
+            && let Some(r) = &self.dns
+        {
+            let mut out = Vec::new();
+            if want4 {
+                match r.a(host) {
+                    Ok(a) => out.extend(a.records.into_iter().map(IpAddr::V4)),
+                    Err(e) => err = Some(lookup_error(&e)),
+                }
+            }
+            if want6 {
+                match r.aaaa(host) {
+                    Ok(a) => out.extend(a.records.into_iter().map(IpAddr::V6)),
+                    // A soft error is not overwritten by a later "not found".
+                    Err(e) => {
+                        if !matches!(err, Some(select::LookupError::Retry(_))) {
+                            err = Some(lookup_error(&e));
+                        }
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            // Only "not found" lets the system resolver have a go.
+            if !matches!(err, Some(select::LookupError::NotFound(_)) | None) || !self.host_native {
+                return Err(err.unwrap_or_else(|| {
+                    select::LookupError::NotFound(format!("{host}: host not found"))
+                }));
+            }
+        }
+        if self.host_native || self.dns.is_none() {
+            return native::Native.host(host, want4, want6);
+        }
+        Err(err.unwrap_or_else(|| select::LookupError::NotFound(format!("{host}: host not found"))))
+    }
 }
