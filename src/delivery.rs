@@ -15,18 +15,31 @@ use crate::session::conn::Tracer;
 use crate::session::{Endpoint, Failure, Params, Peer, Session};
 use std::time::SystemTime;
 
+/// How the delivery line for a reported outcome is to be logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogAs {
+    /// From the outcome itself.
+    Outcome,
+    /// With this status word, DSN code and reason (e.g. "deliverable" for probes).
+    Custom {
+        word: String,
+        status: String,
+        reason: String,
+    },
+    /// Not at all.
+    Nothing,
+}
+
 /// Receives each final recipient outcome (the terminal report, or Postfix's bounce/defer/
-/// sent clients). The delivery line is logged before this is called.
+/// sent clients) and says how its delivery line is logged.
 pub trait Reporter {
-    /// Return false when the outcome could not be recorded (the daemon front then keeps
-    /// the recipient queued).
     fn report(
         &mut self,
         index: usize,
         rcpt: &Recipient,
         outcome: &Outcome,
         stats: &MsgStats,
-    ) -> bool;
+    ) -> LogAs;
 }
 
 /// Collects outcomes in memory (command line, tests).
@@ -36,12 +49,12 @@ pub struct Collect {
 }
 
 impl Reporter for Collect {
-    fn report(&mut self, index: usize, _r: &Recipient, o: &Outcome, _s: &MsgStats) -> bool {
+    fn report(&mut self, index: usize, _r: &Recipient, o: &Outcome, _s: &MsgStats) -> LogAs {
         if self.outcomes.len() <= index {
             self.outcomes.resize(index + 1, None);
         }
         self.outcomes[index] = Some(o.clone());
-        true
+        LogAs::Outcome
     }
 }
 
@@ -72,6 +85,8 @@ pub struct Delivery<'a> {
     pub loop_detected: bool,
     /// Postfix notes line folding once per request.
     pub logged_folding: bool,
+    /// The message content could not be read: the queue file is damaged.
+    pub corrupt: bool,
     /// False when fallback relays follow this destination (their servers come later).
     pub final_nexthop: bool,
 }
@@ -90,6 +105,7 @@ impl<'a> Delivery<'a> {
             nexthop: String::new(),
             loop_detected: false,
             logged_folding: false,
+            corrupt: false,
             final_nexthop: true,
         }
     }
@@ -139,21 +155,34 @@ impl<'a> Delivery<'a> {
         let Some(rcpt) = self.req.recipients.get(i) else {
             return;
         };
+        self.marks[i] = Mark::Dropped;
+        let how = self.reporter.report(i, rcpt, &outcome, &self.stats);
+        let (word, status, reason) = match &how {
+            LogAs::Nothing => return,
+            LogAs::Outcome => (
+                word.unwrap_or(outcome.status.word()),
+                outcome.dsn.status.as_str(),
+                outcome.dsn.reason.as_str(),
+            ),
+            LogAs::Custom {
+                word,
+                status,
+                reason,
+            } => (word.as_str(), status.as_str(), reason.as_str()),
+        };
         let line = DeliveryLine {
             queue_id: &self.req.queue_id,
             recipient: &rcpt.address,
             orig_recipient: &rcpt.orig_address,
             relay: &outcome.relay,
             stats: &self.stats,
-            dsn_status: &outcome.dsn.status,
-            status: word.unwrap_or(outcome.status.word()),
-            reason: &outcome.dsn.reason,
+            dsn_status: status,
+            status: word,
+            reason,
             resolution: self.params.delay_resolution,
         }
         .format(SystemTime::now());
         log::info(&line);
-        self.reporter.report(i, rcpt, &outcome, &self.stats);
-        self.marks[i] = Mark::Dropped;
     }
 
     /// One recipient failed (RCPT rejected, or an LMTP end-of-data reply).
@@ -193,6 +222,7 @@ impl<'a> Delivery<'a> {
     }
 
     /// A recipient was delivered; `reply` is the server's (one-line) reply text.
+    #[allow(clippy::too_many_arguments)]
     pub fn rcpt_done(
         &mut self,
         i: usize,
@@ -200,6 +230,7 @@ impl<'a> Delivery<'a> {
         reply: &str,
         host: &str,
         delivered: bool,
+        dsn_offered: bool,
     ) {
         if !self.is_open(i) {
             return;
@@ -213,7 +244,8 @@ impl<'a> Delivery<'a> {
         let mut outcome = Outcome::from_dsn(dsn, self.relay.clone());
         // A 2xx reply is success whatever enhanced code came with it.
         outcome.status = Status::Sent;
-        let _ = delivered;
+        outcome.delivered = delivered;
+        outcome.dsn_offered = dsn_offered;
         self.emit(i, outcome, None);
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Modules follow the data: configuration -> request -> routing -> session -> transaction
 //! -> message stream -> outcomes -> reporting and logging. The command line (`cli`) and the
-//! test server (`sink`) sit on top; Postfix-internal protocols will live in `postfix` and
+//! test server (`sink`) sit on top; Postfix-internal protocols live in `postfix` and
 //! nowhere else.
 
 pub mod cli;
@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod log;
 pub mod message;
 pub mod outcome;
+pub mod postfix;
 pub mod request;
 pub mod route;
 pub mod session;

@@ -89,6 +89,10 @@ pub struct Outcome {
     pub dsn: Dsn,
     /// `relay=` value of the log line: `host[addr]:port`, `none`, or a socket path.
     pub relay: String,
+    /// Success was final delivery (LMTP without DSN, lmtp_assume_final): DSN "delivered".
+    pub delivered: bool,
+    /// The server announced DSN (NOTIFY=SUCCESS is then its business, not ours).
+    pub dsn_offered: bool,
 }
 
 impl Outcome {
@@ -104,6 +108,8 @@ impl Outcome {
             status,
             dsn,
             relay: relay.into(),
+            delivered: false,
+            dsn_offered: false,
         }
     }
 }

@@ -103,6 +103,9 @@ pub struct Request {
     /// Message size as the SIZE= parameter reports it.
     pub size: u64,
     pub stats: MsgStats,
+    /// An address probe (sendmail -bv, verify(8)): find out whether the recipients would be
+    /// accepted, without delivering the message.
+    pub trace_only: bool,
     /// Extra SMTP-client information for XFORWARD: name, addr, port, proto, helo, ident,
     /// source (empty strings when unknown).
     pub xforward: Xforward,

@@ -273,6 +273,13 @@ impl Tx<'_, '_, '_> {
                 if let (false, Some(&i)) = (self.mail_rejected, self.rcpts.get(k)) {
                     if reply.class() == 2 {
                         self.accepted.push(i);
+                        // An address probe that stops at RCPT: this reply is the answer.
+                        if self.dl.req.trace_only && self.dl.params.verify_at_rcpt {
+                            let host = self.sess.peer.name.clone();
+                            let dsn = self.sess.caps.dsn;
+                            self.dl
+                                .rcpt_done(i, &reply.dsn, &reply.one_line(), &host, false, dsn);
+                        }
                     } else {
                         let dsn = self.said(reply, state);
                         self.dl.rcpt_fail(i, dsn);
@@ -281,6 +288,15 @@ impl Tx<'_, '_, '_> {
             }
             State::Data => {
                 self.data_accepted = reply.class() == 3;
+                // A probe that stops at DATA: 354 means the recipients are deliverable.
+                if self.data_accepted && self.dl.req.trace_only {
+                    let host = self.sess.peer.name.clone();
+                    let dsn = self.sess.caps.dsn;
+                    for i in self.accepted.clone() {
+                        self.dl
+                            .rcpt_done(i, "2.0.0", &reply.one_line(), &host, false, dsn);
+                    }
+                }
                 if reply.class() != 3 {
                     if !self.accepted.is_empty() {
                         let dsn = self.said(reply, state);
@@ -296,8 +312,14 @@ impl Tx<'_, '_, '_> {
                     if let Some(&i) = self.accepted.get(self.lmtp_replies) {
                         if reply.class() == 2 {
                             let delivered = !self.sess.caps.dsn && self.params().lmtp_assume_final;
-                            self.dl
-                                .rcpt_done(i, &reply.dsn, &reply.one_line(), &host, delivered);
+                            self.dl.rcpt_done(
+                                i,
+                                &reply.dsn,
+                                &reply.one_line(),
+                                &host,
+                                delivered,
+                                self.sess.caps.dsn,
+                            );
                         } else {
                             let dsn = self.said(reply, state);
                             self.dl.rcpt_fail(i, dsn);
@@ -307,8 +329,14 @@ impl Tx<'_, '_, '_> {
                 } else if !self.accepted.is_empty() {
                     if reply.class() == 2 {
                         for i in self.accepted.clone() {
-                            self.dl
-                                .rcpt_done(i, &reply.dsn, &reply.one_line(), &host, false);
+                            self.dl.rcpt_done(
+                                i,
+                                &reply.dsn,
+                                &reply.one_line(),
+                                &host,
+                                false,
+                                self.sess.caps.dsn,
+                            );
                         }
                     } else {
                         let dsn = self.said(reply, state);
@@ -389,6 +417,16 @@ impl Tx<'_, '_, '_> {
         if let Err((s, e)) = r {
             return self.stream_fail(s, e, false);
         }
+        if self.dl.req.trace_only {
+            // Probes never send a message: after RCPT, RSET; after DATA's 354, hang up,
+            // since the server now reads message text.
+            if self.data_accepted {
+                self.sess.usable = false;
+                self.sess.conn.close();
+                return;
+            }
+            return self.abort();
+        }
         if !self.data_accepted {
             return self.abort();
         }
@@ -420,7 +458,14 @@ impl Tx<'_, '_, '_> {
                     log::warn(&format!("{}: {}", req.queue_id, e.dsn.reason));
                     self.sess.usable = false;
                     self.sess.conn.purge_output();
-                    self.dl.bulk_fail(e.dsn);
+                    if e.class == crate::outcome::Class::Corrupt {
+                        // As Postfix: the mail bounces, and the queue file is set aside.
+                        self.dl.corrupt = true;
+                        self.dl
+                            .bulk_fail(Dsn::new("5.3.0", "unreadable mail queue entry"));
+                    } else {
+                        self.dl.bulk_fail(e.dsn);
+                    }
                     return;
                 }
                 // The body's tail goes out now, so that trouble with it is reported as
@@ -528,6 +573,9 @@ impl Tx<'_, '_, '_> {
         }
         if self.mail_rejected || (self.pending.is_empty() && self.accepted.is_empty()) {
             return Ok(());
+        }
+        if req.trace_only && p.verify_at_rcpt {
+            return self.sync();
         }
         self.queue(State::Data, "DATA")?;
         self.sync()

@@ -19,8 +19,7 @@ pub fn main(args: &[String]) -> i32 {
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
         .unwrap_or_default();
     if prog == "smtp" || prog == "lmtp" {
-        eprintln!("outpost: the Postfix daemon mode ({prog}) is not available in this build");
-        return EX_UNAVAILABLE;
+        return crate::postfix::daemon::main();
     }
     match args.get(1).map(String::as_str) {
         Some("send") => send::main(&args[2..]),

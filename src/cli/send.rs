@@ -414,6 +414,7 @@ pub fn main(args: &[String]) -> i32 {
             ..Default::default()
         },
         xforward: Default::default(),
+        trace_only: false,
     };
 
     // Destinations: -d, else relayhost, else each recipient's domain.

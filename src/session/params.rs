@@ -42,6 +42,8 @@ pub struct Params {
     pub mx_address_limit: usize,
     pub mx_session_limit: usize,
     pub relayhost: String,
+    /// smtp_address_verify_target: probes stop after RCPT (true) or after DATA (false).
+    pub verify_at_rcpt: bool,
 }
 
 impl Default for Params {
@@ -81,6 +83,7 @@ impl Default for Params {
             mx_address_limit: 5,
             mx_session_limit: 2,
             relayhost: String::new(),
+            verify_at_rcpt: true,
         }
     }
 }
@@ -131,6 +134,9 @@ impl Params {
             mx_address_limit: usize::try_from(cfg.int("smtp_mx_address_limit").max(0)).unwrap_or(0),
             mx_session_limit: usize::try_from(cfg.int("smtp_mx_session_limit").max(0)).unwrap_or(0),
             relayhost: cfg.get("relayhost"),
+            verify_at_rcpt: !cfg
+                .get("smtp_address_verify_target")
+                .eq_ignore_ascii_case("data"),
         }
     }
 

@@ -1,0 +1,225 @@
+//! The delivery agent under Postfix's master(8): take a delivery request from qmgr, read
+//! the queue file, deliver with the engine, report each recipient to bounce/defer/trace/
+//! verify, mark finished recipients done in the queue file, and answer qmgr.
+//!
+//! This is the only place that joins the Postfix protocols to the engine.
+
+use super::attr::AttrWriter;
+use super::master::{self, Service};
+use super::queue::{OpenError, QueueFile, QueueLayout};
+use super::request::{self, DEL_REQ_FLAG_SUCCESS, PfDsn, PfRecipient};
+use super::status::{Report, StatusClient};
+use crate::config::Config;
+use crate::delivery::{Delivery, LogAs, Reporter};
+use crate::log::{self, MsgStats};
+use crate::outcome::{Outcome, Status};
+use crate::request::Recipient;
+use crate::route;
+use crate::session::conn::Tracer;
+use crate::session::{Params, Peer};
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// Entry point when started by master as `smtp` or `lmtp`.
+pub fn main() -> i32 {
+    master::main(master::load_config, Agent::default())
+}
+
+#[derive(Default)]
+struct Agent {
+    postlog: bool,
+}
+
+impl Service for Agent {
+    fn init_logging(&mut self, tag: &str, cfg: Option<&Config>) {
+        // With maillog_file, Postfix daemons log through postlogd (POSTLOG_SERVICE).
+        let maillog = cfg.map(|c| c.get("maillog_file")).unwrap_or_default();
+        if !maillog.is_empty()
+            && let Some(client) = super::postlog::PostlogClient::from_env(
+                tag,
+                cfg.map(|c| c.get("myhostname")).as_deref(),
+            )
+        {
+            self.postlog = true;
+            log::init(client.into_log_target(), tag);
+            return;
+        }
+        let fac = cfg
+            .and_then(|c| log::facility(&c.get("syslog_facility")))
+            .unwrap_or(libc::LOG_MAIL);
+        log::init(log::Target::Syslog(fac), tag);
+    }
+
+    fn serve(&mut self, cfg: &Config, stream: UnixStream) {
+        serve_one(cfg, stream);
+    }
+}
+
+/// Reports outcomes to Postfix's status services and marks the queue file.
+struct PostfixReporter<'a> {
+    status: &'a StatusClient,
+    queue: &'a QueueFile,
+    flags: i32,
+    queue_id: &'a str,
+    recipients: &'a [PfRecipient],
+    /// Some recipient could not be settled: qmgr must keep the message.
+    failed: bool,
+}
+
+fn pf_dsn(o: &Outcome) -> PfDsn {
+    let action = match o.status {
+        Status::Sent if o.delivered => "delivered",
+        s => s.action(),
+    };
+    PfDsn::from_dsn(&o.dsn, action)
+}
+
+impl Reporter for PostfixReporter<'_> {
+    fn report(&mut self, index: usize, _r: &Recipient, o: &Outcome, _s: &MsgStats) -> LogAs {
+        let Some(pr) = self.recipients.get(index) else {
+            self.failed = true;
+            return LogAs::Outcome;
+        };
+        let dsn = pf_dsn(o);
+        let rep: Report = match o.status {
+            Status::Sent => {
+                let mut rcpt = pr.clone();
+                // A server that offers DSN takes over NOTIFY=SUCCESS.
+                if o.dsn_offered {
+                    rcpt.dsn_notify &= !crate::request::notify::SUCCESS as i32;
+                }
+                self.status
+                    .sent(self.flags, self.queue_id, &rcpt, &o.relay, &dsn)
+            }
+            Status::Deferred => {
+                self.status
+                    .defer_append(self.flags, self.queue_id, pr, &o.relay, &dsn)
+            }
+            Status::Bounced => {
+                self.status
+                    .bounce_append(self.flags, self.queue_id, pr, &o.relay, &dsn)
+            }
+        };
+        if rep.ok {
+            let mark = o.status != Status::Sent || self.flags & DEL_REQ_FLAG_SUCCESS != 0;
+            if mark
+                && let Ok(off) = u64::try_from(pr.offset)
+                && let Err(e) = self.queue.mark_done(off)
+            {
+                log::warn(&e.to_string());
+                self.failed = true;
+            }
+        } else {
+            self.failed = true;
+        }
+        match rep.log {
+            Some(entry) => LogAs::Custom {
+                word: entry.status,
+                status: entry.dsn.status,
+                reason: entry.dsn.reason,
+            },
+            None => LogAs::Nothing,
+        }
+    }
+}
+
+fn status_client(cfg: &Config) -> StatusClient {
+    let mut s = StatusClient::new(".");
+    s.ipc_timeout = cfg.time("ipc_timeout");
+    s.bounce_service = cfg.get("bounce_service_name");
+    s.defer_service = cfg.get("defer_service_name");
+    s.trace_service = cfg.get("trace_service_name");
+    s.verify_service = cfg.get("address_verify_service_name");
+    s.flush_service = cfg.get("flush_service_name");
+    s.soft_bounce = cfg.bool("soft_bounce");
+    s.verify_neg_cache = cfg.bool("address_verify_negative_cache");
+    s
+}
+
+/// Serve one qmgr connection: one delivery request.
+fn serve_one(cfg: &Config, stream: UnixStream) {
+    let ipc = cfg.time("ipc_timeout").max(Duration::from_secs(1));
+    let _ = stream.set_read_timeout(Some(ipc));
+    let _ = stream.set_write_timeout(Some(ipc));
+    let Ok(wstream) = stream.try_clone() else {
+        return;
+    };
+    let mut writer = AttrWriter::new(wstream);
+    if request::write_initial(&mut writer).is_err() {
+        return;
+    }
+    let mut reader = BufReader::new(stream);
+    let req = match request::read_request(&mut reader) {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn(&format!("deliver_request_get: {e}"));
+            let _ = request::write_reply(&mut writer, -1, None);
+            return;
+        }
+    };
+    let status = deliver(cfg, &req);
+    let _ = request::write_reply(&mut writer, status, None);
+    request::wait_for_close(&mut reader);
+}
+
+/// Deliver one request; returns the status for qmgr (0 = all recipients settled).
+fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> i32 {
+    let layout = QueueLayout::new(
+        &cfg.get("hash_queue_names"),
+        usize::try_from(cfg.int("hash_queue_depth")).unwrap_or(1),
+    );
+    let queue = match QueueFile::open_with(
+        std::path::Path::new("."),
+        &layout,
+        &req.queue_name,
+        &req.queue_id,
+    ) {
+        Ok(q) => q,
+        Err(OpenError::Rejected) => return request::DEL_STAT_DEFER,
+        Err(OpenError::Fatal(f)) => {
+            log::fatal(&f.to_string());
+            std::process::exit(1);
+        }
+    };
+    let mut content = match queue.content(u64::try_from(req.data_offset).unwrap_or(0)) {
+        Ok(c) => c,
+        Err(f) => {
+            log::fatal(&f.to_string());
+            std::process::exit(1);
+        }
+    };
+    let params = Params::from_config(cfg);
+    let rp = route::RouteParams::from_config(cfg, &params);
+    let lookup = route::system_lookup(&rp);
+    let engine_req = req.to_request();
+    let status = status_client(cfg);
+    let mut reporter = PostfixReporter {
+        status: &status,
+        queue: &queue,
+        flags: req.flags,
+        queue_id: &req.queue_id,
+        recipients: &req.recipients,
+        failed: false,
+    };
+    let corrupt;
+    {
+        let mut dl = Delivery::new(&engine_req, &params, &mut reporter);
+        dl.nexthop = req.nexthop.clone();
+        let hops = route::plan(&req.nexthop, &rp, lookup.as_ref());
+        let mut no_trace = |_: &Peer| -> Option<Tracer> { None };
+        dl.run_hops(&hops, &mut content, &mut no_trace);
+        corrupt = dl.corrupt;
+    }
+    if corrupt {
+        if let Err(e) = queue.mark_corrupt() {
+            log::warn(&e.to_string());
+        }
+        return request::DEL_STAT_DEFER;
+    }
+    if reporter.failed {
+        request::DEL_STAT_DEFER
+    } else {
+        0
+    }
+}
