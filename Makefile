@@ -40,8 +40,17 @@ install: build
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/outpost
 	install -m 0644 man/outpost.1 $(DESTDIR)$(MANDIR)/man1/outpost.1
 
+# Make Outpost available to Postfix's master(8): master.cf commands are relative to
+# daemon_directory, so the program goes to $(POSTFIX_DAEMON_DIR)/outpost/{smtp,lmtp}
+# (the process name, smtp or lmtp, selects the protocol). See the README for master.cf.
+install-postfix: build
+	install -d $(DESTDIR)$(POSTFIX_DAEMON_DIR)/outpost
+	install -m 0755 $(BIN) $(DESTDIR)$(POSTFIX_DAEMON_DIR)/outpost/smtp
+	ln -f $(DESTDIR)$(POSTFIX_DAEMON_DIR)/outpost/smtp $(DESTDIR)$(POSTFIX_DAEMON_DIR)/outpost/lmtp
+
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/outpost $(DESTDIR)$(MANDIR)/man1/outpost.1
+	rm -f $(DESTDIR)$(POSTFIX_DAEMON_DIR)/outpost/smtp $(DESTDIR)$(POSTFIX_DAEMON_DIR)/outpost/lmtp
 
 clean:
 	$(CARGO) clean

@@ -249,6 +249,14 @@ fn mx_host_cname_is_followed() {
     assert_eq!(run.code, 0, "{why}");
     is_sent(&run, "rcpt@cn.test", "mx.cn.test[127.0.0.2]:25");
     assert_eq!(s2.messages().len(), 1, "{why}");
+    // smtp_cname_overrides_servername=yes names the server by the CNAME target.
+    let run = net.send(
+        &["-o", "smtp_cname_overrides_servername=yes"],
+        &["rcpt@cn.test"],
+    );
+    let why = show(&net, &run, &[&s2]);
+    assert_eq!(run.code, 0, "{why}");
+    is_sent(&run, "rcpt@cn.test", "real.cn.test[127.0.0.2]:25");
 }
 
 // 9. An MX host with only an AAAA record (::1), with inet_protocols=all.

@@ -73,6 +73,7 @@ impl RouteParams {
                 defer_if_no_mx_address: cfg.bool("smtp_defer_if_no_mx_address_found"),
                 loop_detect: false,
                 my_addrs,
+                cname_overrides: cfg.bool("smtp_cname_overrides_servername"),
             },
         }
     }
@@ -240,7 +241,64 @@ fn lookup_error(e: &dns::DnsError) -> select::LookupError {
     }
 }
 
+impl SystemLookup {
+    /// DNS address lookup with the owner name of the records found.
+    fn dns_host(
+        &self,
+        host: &str,
+        want4: bool,
+        want6: bool,
+    ) -> (Vec<IpAddr>, String, Option<select::LookupError>) {
+        let mut err = None;
+        let mut out = Vec::new();
+        let mut name = host.to_string();
+        if let Some(r) = &self.dns {
+            if want4 {
+                match r.a(host) {
+                    Ok(a) => {
+                        name = a.canonical_name.clone();
+                        out.extend(a.records.into_iter().map(IpAddr::V4));
+                    }
+                    Err(e) => err = Some(lookup_error(&e)),
+                }
+            }
+            if want6 {
+                match r.aaaa(host) {
+                    Ok(a) => {
+                        if out.is_empty() {
+                            name = a.canonical_name.clone();
+                        }
+                        out.extend(a.records.into_iter().map(IpAddr::V6));
+                    }
+                    // A soft error is not overwritten by a later "not found".
+                    Err(e) => {
+                        if !matches!(err, Some(select::LookupError::Retry(_))) {
+                            err = Some(lookup_error(&e));
+                        }
+                    }
+                }
+            }
+        }
+        (out, name, err)
+    }
+}
+
 impl Lookup for SystemLookup {
+    fn host_canonical(
+        &self,
+        host: &str,
+        want4: bool,
+        want6: bool,
+    ) -> Result<(Vec<IpAddr>, String), select::LookupError> {
+        if self.host_dns && self.dns.is_some() {
+            let (v, name, _) = self.dns_host(host, want4, want6);
+            if !v.is_empty() {
+                return Ok((v, name));
+            }
+        }
+        self.host(host, want4, want6).map(|v| (v, host.to_string()))
+    }
+
     fn mx(&self, domain: &str) -> Result<Vec<select::Mx>, select::LookupError> {
         let Some(r) = &self.dns else {
             return Err(select::LookupError::NotFound(format!(

@@ -48,6 +48,16 @@ pub trait Lookup {
     fn mx(&self, domain: &str) -> Result<Vec<Mx>, LookupError>;
     /// Addresses of a host in the families wanted, in the order received.
     fn host(&self, host: &str, want4: bool, want6: bool) -> Result<Vec<IpAddr>, LookupError>;
+    /// Like `host`, also giving the name the addresses were found under (the end of any
+    /// CNAME chain), for smtp_cname_overrides_servername.
+    fn host_canonical(
+        &self,
+        host: &str,
+        want4: bool,
+        want6: bool,
+    ) -> Result<(Vec<IpAddr>, String), LookupError> {
+        self.host(host, want4, want6).map(|v| (v, host.to_string()))
+    }
 }
 
 /// One address to try, with its MX preference and host name.
@@ -82,6 +92,8 @@ pub struct SelectParams {
     pub loop_detect: bool,
     /// Addresses this host receives mail on (inet_interfaces and proxy_interfaces).
     pub my_addrs: Vec<IpAddr>,
+    /// smtp_cname_overrides_servername: name servers by their canonical (CNAME target) name.
+    pub cname_overrides: bool,
 }
 
 /// Result of selection: candidates, or the reason there are none (with its DSN status).
@@ -112,9 +124,15 @@ fn addr_one(
         }
         return;
     }
-    match dns.host(host, p.want4, p.want6) {
-        Ok(addrs) => out.extend(addrs.into_iter().map(|addr| Candidate {
-            host: host.to_string(),
+    let found = if p.cname_overrides {
+        dns.host_canonical(host, p.want4, p.want6)
+    } else {
+        dns.host(host, p.want4, p.want6)
+            .map(|v| (v, host.to_string()))
+    };
+    match found {
+        Ok((addrs, name)) => out.extend(addrs.into_iter().map(|addr| Candidate {
+            host: name.clone(),
             addr,
             pref,
             best_mx: false,
@@ -360,6 +378,7 @@ mod tests {
             defer_if_no_mx_address: false,
             loop_detect: true,
             my_addrs: vec![ip("192.0.2.99")],
+            cname_overrides: false,
         }
     }
 
