@@ -4,6 +4,8 @@
 //! files, a killed agent, and differential runs against Postfix's own smtp(8).
 
 mod common;
+#[allow(dead_code)]
+mod support;
 use common::Sink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -85,27 +87,12 @@ impl Instance {
         );
         std::fs::write(conf.join("main.cf"), main).expect("main.cf");
         std::fs::write(conf.join("transport"), transport).expect("transport");
-        let master = "\
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-outpost   unix  -       -       n       -       -       outpost/smtp
-outpost-lmtp unix -     -       n       -       -       outpost/lmtp
-";
+        // Postfix's services (none chrooted) plus ours.
+        let master = format!(
+            "{}outpost   unix  -       -       n       -       -       outpost/smtp\n\
+             outpost-lmtp unix -     -       n       -       -       outpost/lmtp\n",
+            support::MASTER_CF
+        );
         std::fs::write(conf.join("master.cf"), master).expect("master.cf");
         let inst = Instance { dir, conf };
         let out = Command::new("script")

@@ -723,7 +723,7 @@ pub struct Postfix {
 
 /// The services any test instance needs; none chrooted. The smtp inet line is added only
 /// when the instance should listen.
-const MASTER_CF: &str = "\
+pub const MASTER_CF: &str = "\
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
