@@ -4,7 +4,6 @@
 //! files, a killed agent, and differential runs against Postfix's own smtp(8).
 
 mod common;
-#[allow(dead_code)]
 mod support;
 use common::Sink;
 use std::path::{Path, PathBuf};
