@@ -96,6 +96,17 @@ def proc_hwm_kb(pid):
     return None
 
 
+def proc_pss_kb(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def machine_busy_ticks():
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
@@ -271,9 +282,9 @@ def wait_quiet(inst, services, timeout=30):
         time.sleep(0.1)
 
 
-def phase(inst, transport, n, smtpd_port, budget):
+def phase(inst, transport, n, smtpd_port, budget, sink_pid, tag):
     res = {"transport": transport, "n": n}
-    log("[%s] injecting %d held messages ..." % (transport, n))
+    log("[%s] %s: injecting %d held messages ..." % (tag, transport, n))
     res["inject_s"] = inject(inst, smtpd_port, n, budget)
     inst.set_transport(transport)
     inst.postfix("reload")
@@ -284,6 +295,7 @@ def phase(inst, transport, n, smtpd_port, budget):
     before = children(mp)
     log_off = inst.log_size()
     busy0 = machine_busy_ticks()
+    sink0 = sum(proc_stat(sink_pid)[1:])
     self0 = os.times()
 
     seen = {}        # agent pid -> last ticks
@@ -292,7 +304,7 @@ def phase(inst, transport, n, smtpd_port, budget):
     for pid, (svc, ticks) in before.items():
         others[pid] = (svc, ticks)
     max_live = 0
-    log("[%s] releasing and draining ..." % transport)
+    log("[%s] %s: releasing and draining ..." % (tag, transport))
     t0 = time.monotonic()
     run(["postsuper", "-c", inst.conf, "-H", "ALL"])
     run(["postqueue", "-c", inst.conf, "-f"])
@@ -330,6 +342,8 @@ def phase(inst, transport, n, smtpd_port, budget):
     time.sleep(0.5)
     c1 = proc_stat(mp)[2]
     live_ticks = 0
+    other_ticks = 0
+    pss = []
     live_now = children(mp)
     for pid, (svc, ticks) in live_now.items():
         if svc == transport:
@@ -338,8 +352,15 @@ def phase(inst, transport, n, smtpd_port, budget):
             h = proc_hwm_kb(pid)
             if h is not None:
                 hwm[pid] = max(hwm.get(pid, 0), h)
+            p = proc_pss_kb(pid)
+            if p is not None:
+                pss.append(p)
+        else:
+            # qmgr, trivial-rewrite, scache, postlogd, ...: CPU during the drain.
+            other_ticks += ticks - before.get(pid, (svc, 0))[1]
     gone_others = {pid: v for pid, v in others.items() if pid not in live_now}
     other_exit_ticks = sum(t for _svc, t in gone_others.values())
+    sink1 = sum(proc_stat(sink_pid)[1:])
     busy1 = machine_busy_ticks()
     self1 = os.times()
 
@@ -374,6 +395,9 @@ def phase(inst, transport, n, smtpd_port, budget):
         "max_live": max_live,
         "hwm_max": max(hwm.values()) if hwm else 0,
         "hwm_median": statistics.median(hwm.values()) if hwm else 0,
+        "pss_median": statistics.median(pss) if pss else 0,
+        "sink_s": (sink1 - sink0) / TICK,
+        "other_s": other_ticks / TICK,
         "sent": sent,
         "statuses": statuses,
         "failed": sum(v for k, v in statuses.items() if k != "sent"),
@@ -384,9 +408,11 @@ def phase(inst, transport, n, smtpd_port, budget):
                   if ("fatal:" in l or "panic:" in l or "warning:" in l)][:3],
     })
     res["cpu_ms_msg"] = 1000 * res["cpu_s"] / sent if sent else float("nan")
-    res["machine_ms_msg"] = 1000 * res["machine_cpu_s"] / sent if sent else float("nan")
-    log("[%s] %d sent in %.2fs (%.0f msg/s), agent CPU %.2fs, %d agent processes"
-        % (transport, sent, drain, res["rate"], res["cpu_s"], len(seen)))
+    for k in ("machine", "sink", "other"):
+        v = res["machine_cpu_s" if k == "machine" else k + "_s"]
+        res[k + "_ms_msg"] = 1000 * v / sent if sent else float("nan")
+    log("[%s] %s: %d sent in %.2fs (%.0f msg/s), agent CPU %.2fs, %d agent processes"
+        % (tag, transport, sent, drain, res["rate"], res["cpu_s"], len(seen)))
     return res
 
 
@@ -404,11 +430,29 @@ def ratio(a, b):
     return "%.2f" % (a / b)
 
 
-def report(env, results, n, procs):
-    pf, op = results["smtp"], results["outpost"]
+def aggregate(runs):
+    """One row of values from a transport's rounds: medians, except totals and maxima."""
+    agg = {}
+    for k in runs[0]:
+        vals = [r[k] for r in runs]
+        if k in ("sent", "failed", "reused", "left"):
+            agg[k] = sum(vals)
+        elif k in ("max_live", "hwm_max"):
+            agg[k] = max(vals)
+        elif k == "timed_out":
+            agg[k] = any(vals)
+        elif all(isinstance(v, (int, float)) for v in vals):
+            agg[k] = statistics.median(vals)
+        else:
+            agg[k] = vals
+    return agg
+
+
+def report(env, results, n, procs, rounds):
+    pf, op = aggregate(results["smtp"]), aggregate(results["outpost"])
     rows = [
-        ("delivered (status=sent)", "sent", "%d", False),
-        ("failed (other status=)", "failed", "%d", False),
+        ("delivered (status=sent) *", "sent", "%d", False),
+        ("failed (other status=) *", "failed", "%d", False),
         ("drain time, s", "drain_s", "%.2f", True),
         ("drain rate, msg/s", "rate", "%.0f", True),
         ("agent CPU total, s", "cpu_s", "%.2f", True),
@@ -417,7 +461,10 @@ def report(env, results, n, procs):
         ("max agents alive at once", "max_live", "%d", False),
         ("peak RSS per agent, KB", "hwm_max", "%d", True),
         ("median agent peak RSS, KB", "hwm_median", "%d", True),
-        ("reused connections", "reused", "%d", False),
+        ("median agent PSS at end, KB", "pss_median", "%d", True),
+        ("reused connections *", "reused", "%d", False),
+        ("other Postfix CPU/msg, ms", "other_ms_msg", "%.3f", True),
+        ("smtp-sink CPU per msg, ms", "sink_ms_msg", "%.3f", True),
         ("machine CPU per msg, ms", "machine_ms_msg", "%.3f", True),
     ]
     out = [
@@ -425,38 +472,52 @@ def report(env, results, n, procs):
         "delivered by Postfix's smtp(8) and by Outpost" % n,
         "  %s" % env,
         "  destination: Postfix smtp-sink (no -d) on 127.0.0.1; default_process_limit=%d, "
-        "destination concurrency limits default (20)" % procs,
+        "destination concurrency limits default (20); %d round(s), order alternating"
+        % (procs, rounds),
         "",
-        "  %-28s %14s %14s %10s" % ("", "Postfix smtp", "Outpost", "O/P"),
+        "  %-29s %13s %13s %8s" % ("median of %d round(s)" % rounds, "Postfix smtp",
+                                    "Outpost", "O/P"),
     ]
     for label, key, spec, with_ratio in rows:
         a, b = pf[key], op[key]
-        out.append("  %-28s %14s %14s %10s" % (
+        out.append("  %-29s %13s %13s %8s" % (
             label, fmt(a, spec), fmt(b, spec), ratio(b, a) if with_ratio else ""))
+    out.append("  * = total over all rounds (of %d per transport)" % (n * rounds))
+    out.append("  drain rate per round, msg/s: Postfix smtp %s; Outpost %s" % (
+        ", ".join("%.0f" % r["rate"] for r in results["smtp"]),
+        ", ".join("%.0f" % r["rate"] for r in results["outpost"])))
     notes = []
-    for r in (pf, op):
-        name = "Postfix smtp" if r is pf else "Outpost"
-        if r["timed_out"]:
-            notes.append("%s: the drain stopped at the time budget with %d queue files left."
-                         % (name, r["left"]))
-        if r["failed"]:
-            notes.append("%s: statuses %s." % (name, r["statuses"]))
-        if r["other_exits"]:
-            notes.append("%s: other Postfix processes (%s) exited during the drain; their "
-                         "CPU (last sampled %.2fs) is inside the agent CPU figure."
-                         % (name, ", ".join(r["other_exits"]), r["other_exit_s"]))
-        for l in r["fatal"]:
-            notes.append("%s maillog: %s" % (name, l.strip()[:160]))
+    for name, runs in (("Postfix smtp", results["smtp"]), ("Outpost", results["outpost"])):
+        for i, r in enumerate(runs):
+            if r["timed_out"]:
+                notes.append("%s round %d: the drain stopped at the time budget with %d queue "
+                             "files left." % (name, i + 1, r["left"]))
+            if r["failed"]:
+                notes.append("%s round %d: statuses %s." % (name, i + 1, r["statuses"]))
+            if r["other_exits"]:
+                notes.append("%s round %d: other Postfix processes (%s) exited during the "
+                             "drain; their CPU (last sampled %.2fs) is inside the agent CPU "
+                             "figure." % (name, i + 1, ", ".join(r["other_exits"]),
+                                          r["other_exit_s"]))
+        fatal = sorted(set(l.strip()[:160] for r in runs for l in r["fatal"]))
+        for l in fatal[:3]:
+            notes.append("%s maillog: %s" % (name, l))
     out.append("")
-    out.append("Rows: drain time = postsuper -H ALL until the queue is empty (postqueue -p);")
-    out.append("  agent CPU = user+sys of all delivery agent processes of the transport (master's")
-    out.append("  cutime+cstime delta for the exited ones + /proc of the live ones; 10 ms ticks);")
-    out.append("  peak RSS = largest VmHWM of one agent process (sampled every ~100 ms and at the")
-    out.append("  end); reused connections = deliveries logged with conn_use= (connection cache);")
-    out.append("  machine CPU = all busy CPU time on the host during the drain (qmgr, sink, ...)")
-    out.append("  / messages; O/P = Outpost / Postfix smtp. Injection time (smtp-source) is not")
-    out.append("  counted: Postfix smtp %.1fs, Outpost %.1fs; sampler's own CPU %.2fs / %.2fs."
-               % (pf["inject_s"], op["inject_s"], pf["self_cpu_s"], op["self_cpu_s"]))
+    out += [
+        "Rows: drain time = postsuper -H ALL until the queue is empty (postqueue -p);",
+        "  agent CPU = user+sys of all delivery agent processes of the transport (master's",
+        "  cutime+cstime delta for the exited ones + /proc of the live ones; 10 ms ticks);",
+        "  peak RSS = largest VmHWM of one agent process (sampled every ~100 ms and at the",
+        "  end; counts shared library pages in full); PSS = proportional set size of the idle",
+        "  agents after the drain (shared pages divided among their users);",
+        "  reused connections = deliveries logged with conn_use= (connection cache);",
+        "  other Postfix CPU = qmgr, trivial-rewrite, scache, postlogd, ... during the drain;",
+        "  machine CPU = all busy CPU time on the host during the drain / messages;",
+        "  O/P = Outpost / Postfix smtp. Not counted: injection (smtp-source) %s s;"
+        % "/".join("%.1f" % r["inject_s"] for r in results["smtp"] + results["outpost"]),
+        "  the sampler's own CPU, median %.2f s per drain."
+        % statistics.median(r["self_cpu_s"] for r in results["smtp"] + results["outpost"]),
+    ]
     for note in notes:
         out.extend(textwrap.wrap("Note: " + note, 88, subsequent_indent="  "))
     return out
@@ -471,7 +532,7 @@ def environment(binary, n):
         model = "?"
     pf = run(["postconf", "-d", "-h", "mail_version"], check=False).strip()
     ov = run([binary, "--version"], check=False).strip().splitlines()
-    return ("date %s; Linux %s; %d CPUs (%s); Postfix %s; %s; BENCH_DRAIN_N=%d"
+    return ("date %s; Linux %s; %d CPUs (%s);\n  Postfix %s; %s; BENCH_DRAIN_N=%d"
             % (time.strftime("%Y-%m-%d %H:%M:%S %z"), platform.release(), os.cpu_count(),
                model, pf, ov[0] if ov else "outpost ?", n))
 
@@ -487,6 +548,7 @@ def main():
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--procs", type=int, default=20)
     ap.add_argument("--budget", type=int, default=90)
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -501,10 +563,13 @@ def main():
     inst = Instance(a.work, a.bin, sink_port, smtpd_port, a.procs)
     try:
         inst.start()
-        results = {}
-        for transport in ("smtp", "outpost"):
-            results[transport] = phase(inst, transport, a.n, smtpd_port, a.budget)
-        out = report(env, results, a.n, a.procs)
+        results = {"smtp": [], "outpost": []}
+        for i in range(a.rounds):
+            order = ("smtp", "outpost") if i % 2 == 0 else ("outpost", "smtp")
+            for transport in order:
+                results[transport].append(phase(inst, transport, a.n, smtpd_port, a.budget,
+                                                 sink.pid, "round %d/%d" % (i + 1, a.rounds)))
+        out = report(env, results, a.n, a.procs, a.rounds)
     finally:
         try:
             inst.postfix("stop")

@@ -3,7 +3,7 @@
 # as the delivery agent (master.cf `outpost/smtp`), to a Postfix smtp-sink (no -d, so the
 # sink is not the bottleneck). One throw-away instance in /tmp (removed on exit). For each
 # transport: N held messages, transport map switched, postfix reload, postsuper -H ALL,
-# timed until the queue is empty. Prints a table and writes it to target/bench-drain.txt.
+# timed until the queue is empty; 3 rounds by default. Prints a table and writes it to target/bench-drain.txt.
 # Measures; asserts nothing. Needs root, Debian's postfix, smtp-sink/smtp-source, python3;
 # without them it says SKIP and exits 0.
 #
@@ -12,6 +12,8 @@
 # environment:
 #   BENCH_DRAIN_N       messages per transport (about 1 KB, 1 recipient; default 3000)
 #   BENCH_DRAIN_PROCS   default_process_limit of the instance (default 20)
+#   BENCH_DRAIN_ROUNDS  rounds, each drains N through both transports, the order
+#                       alternating between rounds; the table gives medians (default 3)
 #   BENCH_DRAIN_BUDGET  seconds allowed per injection and per drain (default 90)
 set -e
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,7 +67,7 @@ mkdir -p "$ROOT/target"
 python3 "$ROOT/scripts/bench_drain.py" --bin "$BIN" --work "$WORK" \
     --report "$ROOT/target/bench-drain.txt" ${APPEND:+--append "$APPEND"} \
     --n "${BENCH_DRAIN_N:-3000}" --procs "${BENCH_DRAIN_PROCS:-20}" \
-    --budget "${BENCH_DRAIN_BUDGET:-90}" &
+    --rounds "${BENCH_DRAIN_ROUNDS:-3}" --budget "${BENCH_DRAIN_BUDGET:-90}" &
 PY=$!
 status=0
 wait "$PY" || status=$?

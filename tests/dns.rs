@@ -485,3 +485,74 @@ fn recipients_grouped_by_domain() {
     assert_eq!(s5.rcpts(), vec![vec!["<b@grp.test>"]], "{why}");
     assert_eq!(s3.sessions(), 0, "{why}");
 }
+
+// ignore_mx_lookup_error: a failing MX lookup falls back to the domain's own address.
+#[test]
+fn ignore_mx_lookup_error_uses_the_domain_address() {
+    let Some(mut net) = Net::start(&[
+        "--server=/sf.test/127.0.0.99",
+        "--host-record=sf.test,127.0.0.2",
+    ]) else {
+        return;
+    };
+    net.servfail_server("127.0.0.99");
+    let s2 = net.sink("127.0.0.2:25", &[]);
+    let run = net.send(&[], &["rcpt@sf.test"]);
+    let why = show(&net, &run, &[&s2]);
+    assert!(
+        run.result("rcpt@sf.test").contains("deferred dsn=4.4.3"),
+        "{why}"
+    );
+    let run = net.send(&["-o", "ignore_mx_lookup_error=yes"], &["rcpt@sf.test"]);
+    let why = show(&net, &run, &[&s2]);
+    assert_eq!(run.code, 0, "{why}");
+    is_sent(&run, "rcpt@sf.test", "sf.test[127.0.0.2]:25");
+}
+
+// An MX host without an address: bounce, or defer with smtp_defer_if_no_mx_address_found.
+#[test]
+fn mx_without_address_bounces_or_defers() {
+    let Some(net) = Net::start(&["--mx-host=nomx.test,gone.nomx.test,10"]) else {
+        return;
+    };
+    let run = net.send(&[], &["rcpt@nomx.test"]);
+    let why = show(&net, &run, &[]);
+    assert!(
+        run.result("rcpt@nomx.test").contains("bounced dsn=5.4.4"),
+        "{why}"
+    );
+    assert!(
+        run.stderr
+            .contains("warning: no MX host for nomx.test has a valid address record"),
+        "{why}"
+    );
+    let run = net.send(
+        &["-o", "smtp_defer_if_no_mx_address_found=yes"],
+        &["rcpt@nomx.test"],
+    );
+    let why = show(&net, &run, &[]);
+    assert!(
+        run.result("rcpt@nomx.test").contains("deferred dsn=4.4.4"),
+        "{why}"
+    );
+    assert_eq!(run.code, EX_TEMPFAIL, "{why}");
+}
+
+// disable_dns_lookups: no MX lookup, the domain's address from the system resolver.
+#[test]
+fn disable_dns_lookups_skips_mx() {
+    let Some(mut net) = Net::start(&[
+        "--mx-host=nodns.test,mx.nodns.test,10",
+        "--host-record=mx.nodns.test,127.0.0.2",
+        "--host-record=nodns.test,127.0.0.3",
+    ]) else {
+        return;
+    };
+    let s2 = net.sink("127.0.0.2:25", &[]);
+    let s3 = net.sink("127.0.0.3:25", &[]);
+    let run = net.send(&["-o", "disable_dns_lookups=yes"], &["rcpt@nodns.test"]);
+    let why = show(&net, &run, &[&s2, &s3]);
+    assert_eq!(run.code, 0, "{why}");
+    is_sent(&run, "rcpt@nodns.test", "nodns.test[127.0.0.3]:25");
+    assert!(s2.messages().is_empty(), "{why}");
+}
