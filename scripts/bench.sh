@@ -78,4 +78,5 @@ PY=$!
 status=0
 wait "$PY" || status=$?
 PY=
+[ "$status" -ne 0 ] || { sh "$ROOT/scripts/bench_drain.sh" --append "$ROOT/target/bench-report.txt" "$BIN" & PY=$!; wait "$PY" || status=$?; PY=; }
 exit "$status"

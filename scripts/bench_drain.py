@@ -114,8 +114,9 @@ def machine_busy_ticks():
 
 
 def service_of(argv):
-    """The master.cf service name of a Postfix child (`-n NAME` in its argv)."""
-    if not argv:
+    """The master.cf service name of a Postfix child (`-n NAME` in its argv); None for a
+    zombie (no argv) or a child not yet past exec (still the master's argv)."""
+    if not argv or not argv[0] or argv[0].endswith("master"):
         return None
     for i, a in enumerate(argv[:-1]):
         if a == "-n":
@@ -124,7 +125,7 @@ def service_of(argv):
 
 
 def children(ppid):
-    """{pid: (service, ticks incl. reaped children)} of the master's live children."""
+    """{pid: (service or None, ticks incl. reaped children)} of the master's children."""
     out = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -133,8 +134,7 @@ def children(ppid):
         st = proc_stat(pid)
         if st is None or st[0] != ppid:
             continue
-        svc = service_of(proc_cmdline(pid)) or "?"
-        out[pid] = (svc, st[1] + st[2])
+        out[pid] = (service_of(proc_cmdline(pid)), st[1] + st[2])
     return out
 
 
@@ -301,8 +301,11 @@ def phase(inst, transport, n, smtpd_port, budget, sink_pid, tag):
     seen = {}        # agent pid -> last ticks
     hwm = {}         # agent pid -> max VmHWM KB
     others = {}      # non-agent child pid -> (service, last ticks)
+    known = {}       # pid -> service, for children seen as zombies or before exec
     for pid, (svc, ticks) in before.items():
-        others[pid] = (svc, ticks)
+        if svc is not None:
+            known[pid] = svc
+            others[pid] = (svc, ticks)
     max_live = 0
     log("[%s] %s: releasing and draining ..." % (tag, transport))
     t0 = time.monotonic()
@@ -316,6 +319,10 @@ def phase(inst, transport, n, smtpd_port, budget, sink_pid, tag):
         if now >= next_sample:
             live = 0
             for pid, (svc, ticks) in children(mp).items():
+                svc = svc or known.get(pid)
+                if svc is None:
+                    continue
+                known[pid] = svc
                 if svc == transport:
                     live += 1
                     seen[pid] = ticks
@@ -346,6 +353,7 @@ def phase(inst, transport, n, smtpd_port, budget, sink_pid, tag):
     pss = []
     live_now = children(mp)
     for pid, (svc, ticks) in live_now.items():
+        svc = svc or known.get(pid)
         if svc == transport:
             seen[pid] = ticks
             live_ticks += ticks
@@ -355,7 +363,7 @@ def phase(inst, transport, n, smtpd_port, budget, sink_pid, tag):
             p = proc_pss_kb(pid)
             if p is not None:
                 pss.append(p)
-        else:
+        elif svc is not None:
             # qmgr, trivial-rewrite, scache, postlogd, ...: CPU during the drain.
             other_ticks += ticks - before.get(pid, (svc, 0))[1]
     gone_others = {pid: v for pid, v in others.items() if pid not in live_now}
@@ -532,9 +540,11 @@ def environment(binary, n):
         model = "?"
     pf = run(["postconf", "-d", "-h", "mail_version"], check=False).strip()
     ov = run([binary, "--version"], check=False).strip().splitlines()
-    return ("date %s; Linux %s; %d CPUs (%s);\n  Postfix %s; %s; BENCH_DRAIN_N=%d"
+    load = " ".join("%.2f" % x for x in os.getloadavg())
+    return ("date %s; Linux %s; %d CPUs (%s);\n  Postfix %s; %s; BENCH_DRAIN_N=%d; "
+            "load average at start %s"
             % (time.strftime("%Y-%m-%d %H:%M:%S %z"), platform.release(), os.cpu_count(),
-               model, pf, ov[0] if ov else "outpost ?", n))
+               model, pf, ov[0] if ov else "outpost ?", n, load))
 
 
 # ---------------------------------------------------------------- main
