@@ -89,7 +89,9 @@ impl Instance {
         // Postfix's services (none chrooted) plus ours.
         let master = format!(
             "{}outpost   unix  -       -       n       -       -       outpost/smtp\n\
-             outpost-lmtp unix -     -       n       -       -       outpost/lmtp\n",
+             outpost-lmtp unix -     -       n       -       -       outpost/lmtp\n\
+             outpost-relay unix -    -       n       -       -       outpost/smtp\n  \
+             -o syslog_name=postfix/$service_name -o smtp_helo_name=relay.helo.test\n",
             support::MASTER_CF
         );
         std::fs::write(conf.join("master.cf"), master).expect("master.cf");
@@ -384,6 +386,8 @@ fn probes_success_dsn_and_lmtp() {
     );
     // Address probe: stops after RCPT, nothing is delivered.
     pf.sendmail(&["-bv", "-f", "s@sender.test", "probe@nodsn.test"], b"");
+    // sendmail -v: the delivery is recorded (trace) and reported to the sender.
+    pf.sendmail(&["-v", "-f", "s@sender.test", "v@nodsn.test"], MSG);
     // LMTP over a UNIX socket, two recipients.
     pf.sendmail(&["-f", "s@sender.test", "a@lmtp.test", "b@lmtp.test"], MSG);
     let log = pf.wait_log(&[
@@ -403,8 +407,16 @@ fn probes_success_dsn_and_lmtp() {
             .any(|l| l.contains("to=<probe@nodsn.test>") && l.contains("status=deliverable")),
         "{log}"
     );
-    // Only the real message reached the no-DSN server (the probe did not).
-    assert_eq!(nodsn.messages().len(), 1, "{log}");
+    // Only real messages reached the no-DSN server (the probe did not).
+    let t = Instant::now();
+    while nodsn.messages().len() < 2 && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got: Vec<String> = (0..nodsn.messages().len())
+        .flat_map(|i| nodsn.rcpts(i))
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?} {log}");
+    assert!(!got.iter().any(|r| r.contains("probe")), "{got:?}");
     let path = lmtp.addr.trim_start_matches("unix:");
     assert!(
         log.lines().any(|l| l.contains("postfix/lmtp[")
@@ -435,6 +447,48 @@ fn probes_success_dsn_and_lmtp() {
         all.contains("Final-Recipient: rfc822; probe@nodsn.test"),
         "{all}"
     );
+    let t = Instant::now();
+    while !senders
+        .messages()
+        .iter()
+        .any(|m| String::from_utf8_lossy(m).contains("Final-Recipient: rfc822; v@nodsn.test"))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "no -v report: {}",
+            pf.maillog()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = pf.maillog();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("to=<v@nodsn.test>") && l.contains("status=sent")),
+        "{log}"
+    );
+}
+
+#[test]
+fn relay_service_with_overrides() {
+    if !usable() {
+        return;
+    }
+    let sink = Sink::start(&[]);
+    let pf = Instance::start(
+        &format!("relay.test outpost-relay:[127.0.0.1]:{}\n", sink.port()),
+        "",
+    );
+    pf.sendmail(&["-f", "s@sender.test", "r@relay.test"], MSG);
+    let log = pf.wait_log(&["to=<r@relay.test>"]);
+    // master.cf's -o overrides apply: the service's own log tag and HELO name.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("postfix/outpost-relay/smtp[")
+                && l.contains("to=<r@relay.test>")
+                && l.contains("status=sent")),
+        "{log}"
+    );
+    assert_eq!(sink.meta(0, "Helo"), ["relay.helo.test"]);
 }
 
 #[test]
