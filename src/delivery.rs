@@ -85,6 +85,10 @@ pub struct Delivery<'a> {
     pub loop_detected: bool,
     /// Postfix notes line folding once per request.
     pub logged_folding: bool,
+    /// Set by a site failure: qmgr should throttle the destination.
+    pub hop_status: Option<Dsn>,
+    /// Some session of this request went through a whole transaction.
+    pub session_completed: bool,
     /// The message content could not be read: the queue file is damaged.
     pub corrupt: bool,
     /// False when fallback relays follow this destination (their servers come later).
@@ -105,6 +109,8 @@ impl<'a> Delivery<'a> {
             nexthop: String::new(),
             loop_detected: false,
             logged_folding: false,
+            hop_status: None,
+            session_completed: false,
             corrupt: false,
             final_nexthop: true,
         }
@@ -221,6 +227,24 @@ impl<'a> Delivery<'a> {
         self.why = Some(dsn);
     }
 
+    /// A failure of the site rather than of this message (no connection, refused
+    /// greeting, lost or timed-out conversation). Besides failing the open recipients, a
+    /// deferral here becomes the hop status that tells qmgr to hold back other mail for
+    /// this destination ("delivery temporarily suspended"), as Postfix's throttling does.
+    pub fn site_fail(&mut self, dsn: Dsn) {
+        let settles = self.final_server || !self.soft(&dsn);
+        let had_open = !self.open().is_empty();
+        self.bulk_fail(dsn.clone());
+        if settles
+            && had_open
+            && dsn.status.starts_with('4')
+            && self.hop_status.is_none()
+            && !self.session_completed
+        {
+            self.hop_status = Some(dsn);
+        }
+    }
+
     /// A recipient was delivered; `reply` is the server's (one-line) reply text.
     #[allow(clippy::too_many_arguments)]
     pub fn rcpt_done(
@@ -307,7 +331,7 @@ impl<'a> Delivery<'a> {
                     match peer {
                         Some(p) => {
                             self.relay = p.namaddrport();
-                            self.bulk_fail(dsn);
+                            self.site_fail(dsn);
                         }
                         None => {
                             // No connection: nothing to report yet, remember why. Postfix
@@ -331,7 +355,7 @@ impl<'a> Delivery<'a> {
                 Dsn::new("4.3.0", "server unavailable or unable to receive mail")
             });
             self.unkeep();
-            self.bulk_fail(dsn);
+            self.site_fail(dsn);
         }
     }
 
@@ -390,6 +414,6 @@ impl<'a> Delivery<'a> {
         self.final_server = true;
         self.relay = "none".into();
         self.unkeep();
-        self.bulk_fail(dsn);
+        self.site_fail(dsn);
     }
 }

@@ -359,7 +359,7 @@ impl Tx<'_, '_, '_> {
             state.doing()
         };
         let dsn = io_failure_dsn(&self.sess.peer, &e, doing);
-        self.dl.bulk_fail(dsn);
+        self.dl.site_fail(dsn);
     }
 
     /// End the transaction with RSET (after a course correction) and QUIT.
@@ -373,8 +373,9 @@ impl Tx<'_, '_, '_> {
             }
             self.sync()
         })();
-        if let Err((s, e)) = r {
-            self.stream_fail(s, e, false);
+        match r {
+            Ok(()) => self.dl.session_completed = true,
+            Err((s, e)) => self.stream_fail(s, e, false),
         }
         self.sess.usable = false;
     }
@@ -510,8 +511,9 @@ impl Tx<'_, '_, '_> {
         if !p.skip_quit_response {
             self.pending.push_back(State::Quit);
         }
-        if let Err((s, e)) = self.sync() {
-            self.stream_fail(s, e, false);
+        match self.sync() {
+            Ok(()) => self.dl.session_completed = true,
+            Err((s, e)) => self.stream_fail(s, e, false),
         }
         self.sess.usable = false;
     }

@@ -664,3 +664,38 @@ fn killed_agent_leaves_mail_queued_and_it_is_delivered_later() {
     assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 1, "{log}");
     assert!(!log.contains("bad command startup"), "{log}");
 }
+
+/// A dead destination, twice in a row: the same log lines (and the same handling of the
+/// second message by qmgr, which sees our hop status) as with Postfix's smtp.
+#[test]
+fn dead_destination_like_postfix() {
+    if !usable() {
+        return;
+    }
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut seen = Vec::new();
+    for transport in ["smtp", "outpost"] {
+        let pf = Instance::start(
+            &format!("dead.test {transport}:[127.0.0.1]:{dead}\n"),
+            "minimal_backoff_time = 60s\nmaximal_backoff_time = 120s",
+        );
+        pf.sendmail(&["-f", "s@sender.test", "one@dead.test"], MSG);
+        pf.wait_log(&["to=<one@dead.test>", "status=deferred"]);
+        pf.sendmail(&["-f", "s@sender.test", "two@dead.test"], MSG);
+        let log = pf.wait_log(&["to=<two@dead.test>", "status=deferred"]);
+        let two = log
+            .lines()
+            .find(|l| l.contains("to=<two@dead.test>"))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            two.contains("connect to 127.0.0.1[127.0.0.1]"),
+            "{transport}: {log}"
+        );
+        seen.push(two.split("status=").nth(1).unwrap_or_default().to_string());
+    }
+    assert_eq!(seen[0], seen[1]);
+}

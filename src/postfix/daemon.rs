@@ -158,13 +158,14 @@ fn serve_one(cfg: &Config, stream: UnixStream) {
             return;
         }
     };
-    let status = deliver(cfg, &req);
-    let _ = request::write_reply(&mut writer, status, None);
+    let (status, hop_status) = deliver(cfg, &req);
+    let _ = request::write_reply(&mut writer, status, hop_status.as_ref());
     request::wait_for_close(&mut reader);
 }
 
-/// Deliver one request; returns the status for qmgr (0 = all recipients settled).
-fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> i32 {
+/// Deliver one request; returns the status for qmgr (0 = all recipients settled) and the
+/// hop status that asks qmgr to throttle the destination.
+fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> (i32, Option<crate::outcome::Dsn>) {
     let layout = QueueLayout::new(
         &cfg.get("hash_queue_names"),
         usize::try_from(cfg.int("hash_queue_depth")).unwrap_or(1),
@@ -176,7 +177,7 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> i32 {
         &req.queue_id,
     ) {
         Ok(q) => q,
-        Err(OpenError::Rejected) => return request::DEL_STAT_DEFER,
+        Err(OpenError::Rejected) => return (request::DEL_STAT_DEFER, None),
         Err(OpenError::Fatal(f)) => {
             log::fatal(&f.to_string());
             std::process::exit(1);
@@ -203,6 +204,7 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> i32 {
         failed: false,
     };
     let corrupt;
+    let hop_status;
     {
         let mut dl = Delivery::new(&engine_req, &params, &mut reporter);
         dl.nexthop = req.nexthop.clone();
@@ -210,16 +212,18 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> i32 {
         let mut no_trace = |_: &Peer| -> Option<Tracer> { None };
         dl.run_hops(&hops, &mut content, &mut no_trace);
         corrupt = dl.corrupt;
+        hop_status = dl.hop_status.take();
     }
     if corrupt {
         if let Err(e) = queue.mark_corrupt() {
             log::warn(&e.to_string());
         }
-        return request::DEL_STAT_DEFER;
+        return (request::DEL_STAT_DEFER, None);
     }
-    if reporter.failed {
+    let status = if reporter.failed {
         request::DEL_STAT_DEFER
     } else {
-        0
-    }
+        request::DEL_STAT_FINAL
+    };
+    (status, hop_status)
 }
