@@ -6,6 +6,8 @@
 //! smtp_line_length_limit are broken with CRLF SPACE as Postfix does.
 
 pub mod memory;
+#[cfg(test)]
+mod tests_partial;
 
 use crate::outcome::Error;
 use crate::request::{Content, Record};
@@ -46,6 +48,13 @@ impl BodyWriter {
         let mut prev_partial = false;
         while let Some(kind) = content.next_record(&mut rec)? {
             self.encode(&rec, !prev_partial, &mut col, &mut wire);
+            if kind == Record::Partial && self.line_limit > 0 && col >= self.line_limit {
+                // Postfix breaks the line as soon as a continued record fills it, even if
+                // nothing follows on that line.
+                wire.extend_from_slice(b"\r\n ");
+                self.folded.set(true);
+                col = 1;
+            }
             if kind == Record::Line {
                 wire.extend_from_slice(b"\r\n");
                 col = 0;
