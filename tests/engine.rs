@@ -378,3 +378,46 @@ fn session_limit_makes_the_second_session_final() {
         Some("4.4.1")
     );
 }
+
+#[test]
+fn address_probes_stop_at_rcpt_or_at_data() {
+    // smtp_address_verify_target = rcpt (default): RSET after the RCPT replies.
+    let sink = Sink::start(&["--reply", "rcpt:bad@example.net=550 5.1.1 unknown"]);
+    let mut req = request(&["good@example.net", "bad@example.net"]);
+    req.trace_only = true;
+    let out = deliver(&req, &Params::default(), &[ep(&sink.addr)]);
+    let st: Vec<_> = out
+        .iter()
+        .map(|o| o.as_ref().map(|o| (o.status, o.dsn.status.clone())))
+        .collect();
+    assert_eq!(
+        st,
+        [
+            Some((Status::Sent, "2.1.5".to_string())),
+            Some((Status::Bounced, "5.1.1".to_string()))
+        ]
+    );
+    let d = sink.dialogue();
+    assert!(d.contains("C: RSET") && !d.contains("C: DATA"), "{d}");
+    assert!(sink.messages().is_empty());
+    // smtp_address_verify_target = data: DATA is sent, 354 means deliverable, and the
+    // connection is dropped without sending a message.
+    let sink = Sink::start(&[]);
+    let params = Params {
+        verify_at_rcpt: false,
+        ..Params::default()
+    };
+    let out = deliver(&req, &params, &[ep(&sink.addr)]);
+    assert!(
+        out.iter()
+            .all(|o| o.as_ref().map(|o| o.status) == Some(Status::Sent)),
+        "{out:?}"
+    );
+    assert_eq!(
+        out[0].as_ref().map(|o| o.dsn.status.as_str()),
+        Some("2.0.0")
+    );
+    let d = sink.dialogue();
+    assert!(d.contains("C: DATA") && !d.contains("C: ."), "{d}");
+    assert!(sink.messages().is_empty());
+}
