@@ -302,8 +302,9 @@ impl<'a> Delivery<'a> {
                 self.params,
                 &self.req.queue_id,
                 tracer,
-                true,
+                ep.best_mx,
                 &self.nexthop,
+                self.req.stats.incoming_arrival,
             ) {
                 Ok(mut sess) => {
                     sessions += 1;

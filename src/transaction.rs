@@ -500,6 +500,14 @@ impl Tx<'_, '_, '_> {
     /// Send end-of-data (QUIT pipelined behind it when the server pipelines) and read the
     /// outstanding replies.
     fn finish(&mut self, p: &Params) {
+        if self.sess.pix_delay_dotcrlf {
+            // PIX workaround: the final dot must not share a packet with the message, and
+            // the firewall needs a moment (this hurts, so Postfix only does it for old mail).
+            if let Err(e) = self.sess.conn.flush() {
+                return self.stream_fail(State::Dot, e, true);
+            }
+            std::thread::sleep(p.pix_delay);
+        }
         self.sess.conn.queue_cmd(".");
         self.pending.push_back(State::Dot);
         if !self.sess.caps.pipelining

@@ -421,3 +421,33 @@ fn address_probes_stop_at_rcpt_or_at_data() {
     assert!(d.contains("C: DATA") && !d.contains("C: ."), "{d}");
     assert!(sink.messages().is_empty());
 }
+
+#[test]
+fn pix_greeting_enables_workarounds() {
+    // A "220 ****" greeting: HELO instead of EHLO; for mail older than the threshold, a
+    // pause before the final dot (0s here to keep the test fast).
+    let sink = Sink::start(&["--reply", "greeting=220 ********"]);
+    let mut req = request(&["a@example.net"]);
+    req.stats.incoming_arrival =
+        Some(std::time::SystemTime::now() - std::time::Duration::from_secs(1000));
+    let params = Params {
+        pix_delay: std::time::Duration::ZERO,
+        ..Params::default()
+    };
+    let out = deliver(&req, &params, &[ep(&sink.addr)]);
+    assert_eq!(out[0].as_ref().map(|o| o.status), Some(Status::Sent));
+    let d = sink.dialogue();
+    assert!(d.contains("C: HELO") && !d.contains("C: EHLO"), "{d}");
+    // An ordinary greeting: EHLO as usual.
+    let plain = Sink::start(&[]);
+    deliver(&req, &params, &[ep(&plain.addr)]);
+    assert!(plain.dialogue().contains("C: EHLO"));
+    // Workarounds switched off: EHLO even for the PIX greeting.
+    let off = Params {
+        pix_workarounds: Vec::new(),
+        ..params
+    };
+    let sink2 = Sink::start(&["--reply", "greeting=220 ********"]);
+    deliver(&req, &off, &[ep(&sink2.addr)]);
+    assert!(sink2.dialogue().contains("C: EHLO"));
+}

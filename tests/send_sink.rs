@@ -719,3 +719,19 @@ fn config_dir_is_read() {
     assert_eq!(run.code, 0, "{run}");
     assert_eq!(sink.meta(0, "Helo"), ["helo.cfg.test"]);
 }
+
+#[test]
+fn pix_greeting_is_logged_and_uses_helo() {
+    let sink = Sink::start(&["--reply", "greeting=220 *******"]);
+    let run = send(&sink.dest(), &[], &[R1], MSG);
+    assert_eq!(run.code, 0, "{run}");
+    // A fresh message: only disable_esmtp (delay_dotcrlf is for mail older than 500s).
+    assert!(
+        run.stderr.contains(&format!(
+            "TESTQID: enabling PIX workarounds: disable_esmtp for 127.0.0.1[127.0.0.1]:{}",
+            sink.port()
+        )),
+        "{run}"
+    );
+    assert_eq!(sink.meta(0, "Proto"), ["SMTP"]);
+}

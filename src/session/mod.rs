@@ -283,6 +283,8 @@ pub struct Session {
     pub reuse_count: u32,
     /// Whether the connection is still in a state where QUIT makes sense.
     pub usable: bool,
+    /// PIX workaround: pause before the final dot.
+    pub pix_delay_dotcrlf: bool,
 }
 
 /// Names of the EHLO keywords smtp_discard_ehlo_keywords understands.
@@ -347,6 +349,7 @@ impl Session {
         tracer: &mut dyn FnMut(&Peer) -> Option<Tracer>,
         best_mx: bool,
         nexthop: &str,
+        arrival: Option<std::time::SystemTime>,
     ) -> Result<Session, Box<(Option<Peer>, Failure)>> {
         let peer = Peer::of(ep, &params.myhostname);
         let stream =
@@ -360,9 +363,10 @@ impl Session {
             lmtp: params.lmtp,
             reuse_count: 0,
             usable: true,
+            pix_delay_dotcrlf: false,
         };
         let loop_detect = !params.lmtp && matches!(ep.addr, Address::Inet(sa) if sa.port() == 25);
-        match s.handshake(params, queue_id, loop_detect, best_mx, nexthop) {
+        match s.handshake(params, queue_id, loop_detect, best_mx, nexthop, arrival) {
             Ok(()) => Ok(s),
             Err(f) => {
                 if f.send_quit {
@@ -381,6 +385,7 @@ impl Session {
         loop_detect: bool,
         best_mx: bool,
         nexthop: &str,
+        arrival: Option<std::time::SystemTime>,
     ) -> Result<(), Failure> {
         let peer = self.peer.clone();
         self.conn.set_timeout(params.helo_timeout);
@@ -433,13 +438,46 @@ impl Session {
                 esmtp = true;
             }
         }
+        // A greeting of nothing but "220" and asterisks is a Cisco PIX mangling the
+        // conversation: apply smtp_pix_workarounds as Postfix does.
+        let mut pix_no_esmtp = false;
+        if greeting
+            .text
+            .chars()
+            .all(|c| matches!(c, '2' | '0' | ' ' | '*' | '\t' | '\n'))
+        {
+            let words: Vec<String> = params
+                .pix_workarounds
+                .iter()
+                .map(|w| w.to_ascii_lowercase())
+                .collect();
+            pix_no_esmtp = words.iter().any(|w| w == "disable_esmtp");
+            let old_enough = arrival
+                .and_then(|a| std::time::SystemTime::now().duration_since(a).ok())
+                .is_some_and(|age| age >= params.pix_threshold);
+            self.pix_delay_dotcrlf = words.iter().any(|w| w == "delay_dotcrlf") && old_enough;
+            let mut on = Vec::new();
+            if pix_no_esmtp {
+                on.push("disable_esmtp");
+            }
+            if self.pix_delay_dotcrlf {
+                on.push("delay_dotcrlf");
+            }
+            if !on.is_empty() {
+                log::info(&format!(
+                    "{queue_id}: enabling PIX workarounds: {} for {}",
+                    on.join(" "),
+                    peer.namaddrport()
+                ));
+            }
+        }
         if params.lmtp {
             esmtp = true;
         } else {
-            if params.always_send_ehlo {
+            if params.always_send_ehlo && !pix_no_esmtp {
                 esmtp = true;
             }
-            if params.never_send_ehlo {
+            if params.never_send_ehlo || pix_no_esmtp {
                 esmtp = false;
             }
         }

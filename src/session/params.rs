@@ -44,6 +44,10 @@ pub struct Params {
     pub relayhost: String,
     /// smtp_address_verify_target: probes stop after RCPT (true) or after DATA (false).
     pub verify_at_rcpt: bool,
+    /// smtp_pix_workarounds, smtp_pix_workaround_threshold_time and _delay_time.
+    pub pix_workarounds: Vec<String>,
+    pub pix_threshold: Duration,
+    pub pix_delay: Duration,
 }
 
 impl Default for Params {
@@ -84,6 +88,9 @@ impl Default for Params {
             mx_session_limit: 2,
             relayhost: String::new(),
             verify_at_rcpt: true,
+            pix_workarounds: vec!["disable_esmtp".into(), "delay_dotcrlf".into()],
+            pix_threshold: Duration::from_secs(500),
+            pix_delay: Duration::from_secs(10),
         }
     }
 }
@@ -137,6 +144,9 @@ impl Params {
             verify_at_rcpt: !cfg
                 .get("smtp_address_verify_target")
                 .eq_ignore_ascii_case("data"),
+            pix_workarounds: cfg.list("smtp_pix_workarounds"),
+            pix_threshold: cfg.time("smtp_pix_workaround_threshold_time"),
+            pix_delay: cfg.time("smtp_pix_workaround_delay_time"),
         }
     }
 
