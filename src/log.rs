@@ -141,6 +141,23 @@ pub fn fatal(text: &str) {
     log(Level::Fatal, text)
 }
 
+/// The C library's text for an error number (what Postfix's `%m` prints).
+pub fn strerror(e: &std::io::Error) -> String {
+    let Some(code) = e.raw_os_error() else {
+        return e.to_string();
+    };
+    let mut buf = [0 as libc::c_char; 256];
+    // SAFETY: the buffer is valid for its length; the XSI strerror_r writes a NUL-terminated
+    // string into it and returns 0 on success.
+    let rc = unsafe { libc::strerror_r(code, buf.as_mut_ptr(), buf.len()) };
+    if rc != 0 {
+        return format!("Unknown error {code}");
+    }
+    // SAFETY: strerror_r succeeded, so the buffer holds a NUL-terminated string.
+    let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    text.to_string_lossy().into_owned()
+}
+
 /// Time stamps of one message's life, from which the `delay=` and `delays=` fields derive.
 /// Missing stamps are treated as Postfix's log_adhoc treats them.
 #[derive(Debug, Clone, Copy, Default)]

@@ -198,7 +198,7 @@ impl Config {
             file: Some(path.clone()),
             line: None,
             param: String::new(),
-            message: format!("cannot open file: {}", io_reason(&e)),
+            message: format!("cannot open file: {}", crate::log::strerror(&e)),
         })?;
         // Postfix is 8-bit clean; non-UTF-8 bytes (say, Latin-1 in a comment)
         // must not make the file unreadable.
@@ -542,15 +542,6 @@ impl Config {
             .and_then(|d| self.expand_raw(pname, d).ok())
             .and_then(|v| value::convert(kind, def, &v).ok())
             .unwrap_or_else(|| want.empty())
-    }
-}
-
-/// The OS reason without Rust's "(os error N)" suffix, as strerror(3) says it.
-fn io_reason(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error ") {
-        Some(i) => text.get(..i).unwrap_or(&text).to_string(),
-        None => text,
     }
 }
 

@@ -388,14 +388,6 @@ where
     }
 }
 
-/// The OS error text without Rust's " (os error N)" suffix, as %m prints it.
-fn os_text(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => Errno::from_raw(n).desc().to_string(),
-        None => e.to_string(),
-    }
-}
-
 fn fatal(text: &str) -> i32 {
     log::fatal(text);
     1
@@ -493,7 +485,7 @@ pub fn run<S: Service>(
     }
     let queue_dir = cfg.get("queue_directory");
     if let Err(e) = std::env::set_current_dir(&queue_dir) {
-        return fatal(&format!("chdir(\"{queue_dir}\"): {}", os_text(&e)));
+        return fatal(&format!("chdir(\"{queue_dir}\"): {}", log::strerror(&e)));
     }
     if let Err(why) = service.pre_jail(&cfg) {
         return fatal(&why);
@@ -690,12 +682,12 @@ fn open_lock(path: &str) -> Result<File, String> {
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .map_err(|e| format!("cannot create file exclusively: {}", os_text(&e)))?,
-        Err(e) => return Err(format!("cannot open file: {}", os_text(&e))),
+            .map_err(|e| format!("cannot create file exclusively: {}", log::strerror(&e)))?,
+        Err(e) => return Err(format!("cannot open file: {}", log::strerror(&e))),
     };
     let meta = file
         .metadata()
-        .map_err(|e| format!("file status changed unexpectedly: {}", os_text(&e)))?;
+        .map_err(|e| format!("file status changed unexpectedly: {}", log::strerror(&e)))?;
     if meta.nlink() > 1 {
         return Err(format!("file has {} hard links", meta.nlink()));
     }
@@ -757,7 +749,7 @@ fn on_worker<S: Service>(service: &mut S, cfg: &Config, stream: UnixStream) -> R
         let handle = std::thread::Builder::new()
             .name("delivery".to_string())
             .spawn_scoped(scope, move || service.serve(cfg, stream))
-            .map_err(|e| format!("cannot start delivery thread: {}", os_text(&e)))?;
+            .map_err(|e| format!("cannot start delivery thread: {}", log::strerror(&e)))?;
         handle.join().map_err(|payload| {
             let text = payload
                 .downcast_ref::<&str>()
@@ -772,10 +764,11 @@ fn on_worker<S: Service>(service: &mut S, cfg: &Config, stream: UnixStream) -> R
 /// `-S`: the connection is standard input (requests) and standard output (replies),
 /// bridged to a socket pair so the service sees one bidirectional stream.
 fn serve_stdio<S: Service>(service: &mut S, cfg: &Config) -> Result<(), String> {
-    let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {}", os_text(&e)))?;
+    let (ours, theirs) =
+        UnixStream::pair().map_err(|e| format!("socketpair: {}", log::strerror(&e)))?;
     let mut inbound = ours
         .try_clone()
-        .map_err(|e| format!("dup: {}", os_text(&e)))?;
+        .map_err(|e| format!("dup: {}", log::strerror(&e)))?;
     // The input pump may block on standard input forever; it dies with the process.
     std::thread::Builder::new()
         .name("stdin".to_string())
@@ -783,7 +776,7 @@ fn serve_stdio<S: Service>(service: &mut S, cfg: &Config) -> Result<(), String> 
             let _ = std::io::copy(&mut std::io::stdin().lock(), &mut inbound);
             let _ = inbound.shutdown(std::net::Shutdown::Write);
         })
-        .map_err(|e| format!("cannot start thread: {}", os_text(&e)))?;
+        .map_err(|e| format!("cannot start thread: {}", log::strerror(&e)))?;
     let mut outbound = ours;
     let output = std::thread::Builder::new()
         .name("stdout".to_string())
@@ -804,7 +797,7 @@ fn serve_stdio<S: Service>(service: &mut S, cfg: &Config) -> Result<(), String> 
             }
             let _ = out.flush();
         })
-        .map_err(|e| format!("cannot start thread: {}", os_text(&e)))?;
+        .map_err(|e| format!("cannot start thread: {}", log::strerror(&e)))?;
     on_worker(service, cfg, theirs)?;
     let _ = output.join();
     Ok(())
@@ -830,7 +823,12 @@ impl Watchdog {
         std::thread::Builder::new()
             .name("watchdog".to_string())
             .spawn(move || watchdog_thread(&shared))
-            .map_err(|e| format!("watchdog_create: cannot start thread: {}", os_text(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "watchdog_create: cannot start thread: {}",
+                    log::strerror(&e)
+                )
+            })?;
         Ok(Watchdog {
             deadline,
             step: Duration::from_secs(step),

@@ -130,22 +130,7 @@ impl From<OpenError> for Error {
     }
 }
 
-/// The C library's text for an error number (what Postfix's `%m` prints).
-pub(crate) fn strerror(e: &io::Error) -> String {
-    let Some(code) = e.raw_os_error() else {
-        return e.to_string();
-    };
-    let mut buf = [0 as libc::c_char; 256];
-    // SAFETY: the buffer is valid for its length; the XSI strerror_r writes a NUL-terminated
-    // string into it and returns 0 on success.
-    let rc = unsafe { libc::strerror_r(code, buf.as_mut_ptr(), buf.len()) };
-    if rc != 0 {
-        return format!("Unknown error {code}");
-    }
-    // SAFETY: strerror_r succeeded, so the buffer holds a NUL-terminated string.
-    let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
-    text.to_string_lossy().into_owned()
-}
+pub(crate) use crate::log::strerror;
 
 // ---------------------------------------------------------------------------------------
 // Names and paths

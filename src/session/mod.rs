@@ -176,14 +176,6 @@ pub fn reply_dsn(peer: &Peer, reply: &Reply, text: String) -> Dsn {
     }
 }
 
-fn errno_text(e: &std::io::Error) -> String {
-    // Postfix prints strerror(errno) (%m); std's Display adds " (os error N)".
-    match e.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
-        None => e.to_string(),
-    }
-}
-
 /// Connect to an endpoint within smtp_connect_timeout. The error is Postfix's
 /// "connect to host[addr]:port: reason" with DSN 4.4.1.
 pub fn connect(ep: &Endpoint, peer: &Peer, params: &Params) -> Result<Box<dyn Stream>, Dsn> {
@@ -193,7 +185,7 @@ pub fn connect(ep: &Endpoint, peer: &Peer, params: &Params) -> Result<Box<dyn St
             let fail = |e: std::io::Error| {
                 Dsn::new(
                     "4.4.1",
-                    format!("connect to {}: {}", peer.namaddr(), errno_text(&e)),
+                    format!("connect to {}: {}", peer.namaddr(), log::strerror(&e)),
                 )
             };
             let sock = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
@@ -217,7 +209,7 @@ pub fn connect(ep: &Endpoint, peer: &Peer, params: &Params) -> Result<Box<dyn St
                 {
                     "Connection timed out".to_string()
                 } else {
-                    errno_text(&e)
+                    log::strerror(&e)
                 };
                 Dsn::new(
                     "4.4.1",
@@ -246,7 +238,7 @@ pub fn connect(ep: &Endpoint, peer: &Peer, params: &Params) -> Result<Box<dyn St
                         if let Err(e) = sock.bind(&SockAddr::from(SocketAddr::new(ip, 0))) {
                             log::warn(&format!(
                                 "smtp_connect_addr: bind {bind}: {}",
-                                errno_text(&e)
+                                log::strerror(&e)
                             ));
                             return Err(Dsn::new("4.4.0", "server configuration error"));
                         }
