@@ -242,17 +242,21 @@ fn lookup_error(e: &dns::DnsError) -> select::LookupError {
 }
 
 impl SystemLookup {
-    /// DNS address lookup with the owner name of the records found.
-    fn dns_host(
+    /// Host addresses per smtp_host_lookup: DNS first (with the owner name of the records
+    /// found, for smtp_cname_overrides_servername), the system resolver when DNS finds
+    /// nothing or DNS lookups are off.
+    fn lookup(
         &self,
         host: &str,
         want4: bool,
         want6: bool,
-    ) -> (Vec<IpAddr>, String, Option<select::LookupError>) {
+    ) -> Result<(Vec<IpAddr>, String), select::LookupError> {
         let mut err = None;
-        let mut out = Vec::new();
-        let mut name = host.to_string();
-        if let Some(r) = &self.dns {
+        if self.host_dns
+            && let Some(r) = &self.dns
+        {
+            let mut out = Vec::new();
+            let mut name = host.to_string();
             if want4 {
                 match r.a(host) {
                     Ok(a) => {
@@ -278,8 +282,22 @@ impl SystemLookup {
                     }
                 }
             }
+            if !out.is_empty() {
+                return Ok((out, name));
+            }
+            // Only "not found" lets the system resolver have a go.
+            if !matches!(err, Some(select::LookupError::NotFound(_)) | None) || !self.host_native {
+                return Err(err.unwrap_or_else(|| {
+                    select::LookupError::NotFound(format!("{host}: host not found"))
+                }));
+            }
         }
-        (out, name, err)
+        if self.host_native || self.dns.is_none() {
+            return native::Native
+                .host(host, want4, want6)
+                .map(|v| (v, host.to_string()));
+        }
+        Err(err.unwrap_or_else(|| select::LookupError::NotFound(format!("{host}: host not found"))))
     }
 }
 
@@ -290,13 +308,7 @@ impl Lookup for SystemLookup {
         want4: bool,
         want6: bool,
     ) -> Result<(Vec<IpAddr>, String), select::LookupError> {
-        if self.host_dns && self.dns.is_some() {
-            let (v, name, _) = self.dns_host(host, want4, want6);
-            if !v.is_empty() {
-                return Ok((v, name));
-            }
-        }
-        self.host(host, want4, want6).map(|v| (v, host.to_string()))
+        self.lookup(host, want4, want6)
     }
 
     fn mx(&self, domain: &str) -> Result<Vec<select::Mx>, select::LookupError> {
@@ -328,41 +340,6 @@ impl Lookup for SystemLookup {
         want4: bool,
         want6: bool,
     ) -> Result<Vec<IpAddr>, select::LookupError> {
-        let mut err = None;
-        if self.host_dns
-            && let Some(r) = &self.dns
-        {
-            let mut out = Vec::new();
-            if want4 {
-                match r.a(host) {
-                    Ok(a) => out.extend(a.records.into_iter().map(IpAddr::V4)),
-                    Err(e) => err = Some(lookup_error(&e)),
-                }
-            }
-            if want6 {
-                match r.aaaa(host) {
-                    Ok(a) => out.extend(a.records.into_iter().map(IpAddr::V6)),
-                    // A soft error is not overwritten by a later "not found".
-                    Err(e) => {
-                        if !matches!(err, Some(select::LookupError::Retry(_))) {
-                            err = Some(lookup_error(&e));
-                        }
-                    }
-                }
-            }
-            if !out.is_empty() {
-                return Ok(out);
-            }
-            // Only "not found" lets the system resolver have a go.
-            if !matches!(err, Some(select::LookupError::NotFound(_)) | None) || !self.host_native {
-                return Err(err.unwrap_or_else(|| {
-                    select::LookupError::NotFound(format!("{host}: host not found"))
-                }));
-            }
-        }
-        if self.host_native || self.dns.is_none() {
-            return native::Native.host(host, want4, want6);
-        }
-        Err(err.unwrap_or_else(|| select::LookupError::NotFound(format!("{host}: host not found"))))
+        self.lookup(host, want4, want6).map(|(v, _)| v)
     }
 }
