@@ -349,14 +349,12 @@ impl<'a> Delivery<'a> {
             self.unkeep();
         }
         if self.left() > 0 && self.final_nexthop {
-            self.final_server = true;
             self.stats.conn_setup_done = None;
             self.stats.deliver_done = None;
             let dsn = self.why.clone().unwrap_or_else(|| {
                 Dsn::new("4.3.0", "server unavailable or unable to receive mail")
             });
-            self.unkeep();
-            self.site_fail(dsn);
+            self.fail_all(dsn);
         }
     }
 

@@ -250,6 +250,14 @@ impl Tx<'_, '_, '_> {
         )
     }
 
+    /// Recipient `i` succeeded with this reply (and this session's DSN support).
+    fn done(&mut self, i: usize, status: &str, reply: &Reply, delivered: bool) {
+        let host = self.sess.peer.name.clone();
+        let dsn = self.sess.caps.dsn;
+        self.dl
+            .rcpt_done(i, status, &reply.one_line(), &host, delivered, dsn);
+    }
+
     fn on_reply(&mut self, state: State, reply: &Reply) {
         match state {
             State::XforwardNameAddr | State::XforwardProtoHelo => {
@@ -275,10 +283,7 @@ impl Tx<'_, '_, '_> {
                         self.accepted.push(i);
                         // An address probe that stops at RCPT: this reply is the answer.
                         if self.dl.req.trace_only && self.dl.params.verify_at_rcpt {
-                            let host = self.sess.peer.name.clone();
-                            let dsn = self.sess.caps.dsn;
-                            self.dl
-                                .rcpt_done(i, &reply.dsn, &reply.one_line(), &host, false, dsn);
+                            self.done(i, &reply.dsn, reply, false);
                         }
                     } else {
                         let dsn = self.said(reply, state);
@@ -290,11 +295,8 @@ impl Tx<'_, '_, '_> {
                 self.data_accepted = reply.class() == 3;
                 // A probe that stops at DATA: 354 means the recipients are deliverable.
                 if self.data_accepted && self.dl.req.trace_only {
-                    let host = self.sess.peer.name.clone();
-                    let dsn = self.sess.caps.dsn;
                     for i in self.accepted.clone() {
-                        self.dl
-                            .rcpt_done(i, "2.0.0", &reply.one_line(), &host, false, dsn);
+                        self.done(i, "2.0.0", reply, false);
                     }
                 }
                 if reply.class() != 3 {
@@ -307,19 +309,11 @@ impl Tx<'_, '_, '_> {
             }
             State::Dot => {
                 self.dl.stats.deliver_done = Some(SystemTime::now());
-                let host = self.sess.peer.name.clone();
                 if self.sess.lmtp {
                     if let Some(&i) = self.accepted.get(self.lmtp_replies) {
                         if reply.class() == 2 {
                             let delivered = !self.sess.caps.dsn && self.params().lmtp_assume_final;
-                            self.dl.rcpt_done(
-                                i,
-                                &reply.dsn,
-                                &reply.one_line(),
-                                &host,
-                                delivered,
-                                self.sess.caps.dsn,
-                            );
+                            self.done(i, &reply.dsn, reply, delivered);
                         } else {
                             let dsn = self.said(reply, state);
                             self.dl.rcpt_fail(i, dsn);
@@ -329,14 +323,7 @@ impl Tx<'_, '_, '_> {
                 } else if !self.accepted.is_empty() {
                     if reply.class() == 2 {
                         for i in self.accepted.clone() {
-                            self.dl.rcpt_done(
-                                i,
-                                &reply.dsn,
-                                &reply.one_line(),
-                                &host,
-                                false,
-                                self.sess.caps.dsn,
-                            );
+                            self.done(i, &reply.dsn, reply, false);
                         }
                     } else {
                         let dsn = self.said(reply, state);
