@@ -12,6 +12,7 @@ use crate::message::BodyWriter;
 use crate::outcome::{Dsn, Outcome, Status};
 use crate::request::{Content, Recipient, Request};
 use crate::session::conn::Tracer;
+use crate::session::reuse::{self, ConnCache};
 use crate::session::{Endpoint, Failure, Params, Peer, Session};
 use std::time::SystemTime;
 
@@ -93,6 +94,34 @@ pub struct Delivery<'a> {
     pub corrupt: bool,
     /// False when fallback relays follow this destination (their servers come later).
     pub final_nexthop: bool,
+    /// The connection cache, when there is one (scache(8) under master).
+    pub cache: Option<&'a mut dyn ConnCache>,
+    /// Look up cached connections / cache new ones (decided per destination).
+    pub cache_load: bool,
+    pub cache_store: bool,
+    /// What qmgr asked for in this request (DEL_REQ_FLAG_CONN_LOAD, _STORE).
+    pub cache_request: (bool, bool),
+    /// The nexthop under which the first good session is filed (cleared after it).
+    request_nexthop: Option<String>,
+    /// Servers whose cached connection this request already used.
+    cache_used: std::collections::HashSet<String>,
+    /// The current session ended in a site failure (Postfix's "throttled").
+    site_failed: bool,
+}
+
+fn endpoint_key(ep: &Endpoint) -> String {
+    match &ep.addr {
+        crate::session::Address::Inet(sa) => format!("{}:{}", sa.ip(), sa.port()),
+        crate::session::Address::Unix(p) => p.display().to_string(),
+    }
+}
+
+fn peer_key(p: &Peer) -> String {
+    if p.port == 0 {
+        p.addr.clone()
+    } else {
+        format!("{}:{}", p.addr, p.port)
+    }
 }
 
 impl<'a> Delivery<'a> {
@@ -113,6 +142,13 @@ impl<'a> Delivery<'a> {
             session_completed: false,
             corrupt: false,
             final_nexthop: true,
+            cache: None,
+            cache_load: false,
+            cache_store: false,
+            cache_request: (false, false),
+            request_nexthop: None,
+            cache_used: std::collections::HashSet::new(),
+            site_failed: false,
         }
     }
 
@@ -232,6 +268,7 @@ impl<'a> Delivery<'a> {
     /// deferral here becomes the hop status that tells qmgr to hold back other mail for
     /// this destination ("delivery temporarily suspended"), as Postfix's throttling does.
     pub fn site_fail(&mut self, dsn: Dsn) {
+        self.site_failed = true;
         let settles = self.final_server || !self.soft(&dsn);
         let had_open = !self.open().is_empty();
         self.bulk_fail(dsn.clone());
@@ -273,23 +310,68 @@ impl<'a> Delivery<'a> {
         self.emit(i, outcome, None);
     }
 
-    /// Deliver over the given endpoints in order, as Postfix's address loop does.
+    /// Deliver over the given endpoints in order, as Postfix's address loop does: first
+    /// over cached connections (by the request's nexthop, then to the best-preference
+    /// servers), then over new connections (or cached ones to backup servers).
     pub fn run(
         &mut self,
         endpoints: &[Endpoint],
         content: &mut dyn Content,
         tracer: &mut dyn FnMut(&Peer) -> Option<Tracer>,
     ) {
+        // Servers already used through the cache in this request are not tried again.
+        let mut list: Vec<&Endpoint> = endpoints
+            .iter()
+            .filter(|ep| !self.cache_used.contains(&endpoint_key(ep)))
+            .collect();
+        let mut sessions = 0;
+        let mut addrs = 0;
+        if self.cache_load && self.cache.is_some() && !list.is_empty() {
+            // By the delivery request's nexthop: may land on any server of the destination.
+            if self.request_nexthop.is_some()
+                && self.left() > 0
+                && let Some((sess, best_mx)) = self.reuse_nexthop(tracer)
+            {
+                sessions += 1;
+                addrs += 1;
+                let key = peer_key(&sess.peer);
+                list.retain(|ep| endpoint_key(ep) != key);
+                if self.params.mx_session_limit > 0 && sessions >= self.params.mx_session_limit {
+                    list.clear();
+                }
+                self.final_server = self.final_nexthop && list.is_empty();
+                self.deliver_on(sess, best_mx, content);
+            }
+            // By address, for the servers of the best preference only.
+            let mut k = 0;
+            while k < list.len() && self.left() > 0 && list[k].best_mx {
+                let ep = list[k];
+                match self.reuse_endpoint(ep, tracer) {
+                    Some(sess) => {
+                        sessions += 1;
+                        addrs += 1;
+                        list.remove(k);
+                        if self.params.mx_session_limit > 0
+                            && sessions >= self.params.mx_session_limit
+                        {
+                            list.clear();
+                        }
+                        self.final_server = self.final_nexthop && list.get(k).is_none();
+                        self.deliver_on(sess, true, content);
+                    }
+                    None => k += 1,
+                }
+            }
+        }
         // smtp_mx_address_limit caps the addresses tried; smtp_mx_session_limit the
         // sessions that got as far as a transaction. The last allowed one is final.
         let limit = match self.params.mx_address_limit {
-            0 => endpoints.len(),
-            n => n.min(endpoints.len()),
+            0 => list.len(),
+            n => n.saturating_sub(addrs).min(list.len()),
         };
-        let mut sessions = 0;
         let mut k = 0;
         while k < limit && self.left() > 0 {
-            let ep = &endpoints[k];
+            let ep = list[k];
             k += 1;
             let mut last = k == limit;
             self.final_server = self.final_nexthop && last;
@@ -297,16 +379,35 @@ impl<'a> Delivery<'a> {
             self.stats.conn_setup_done = None;
             self.stats.deliver_done = None;
             self.stats.reuse_count = 0;
-            match Session::open(
-                ep,
-                self.params,
-                &self.req.queue_id,
-                tracer,
-                ep.best_mx,
-                &self.nexthop,
-                self.req.stats.incoming_arrival,
-            ) {
-                Ok(mut sess) => {
+            // Cached connections to backup servers are used before new ones.
+            let cached = if self.cache_load && !ep.best_mx {
+                self.reuse_endpoint(ep, tracer)
+            } else {
+                None
+            };
+            let opened = match cached {
+                Some(sess) => Ok(sess),
+                None => {
+                    let start = SystemTime::now();
+                    Session::open(
+                        ep,
+                        self.params,
+                        &self.req.queue_id,
+                        tracer,
+                        ep.best_mx,
+                        &self.nexthop,
+                        self.req.stats.incoming_arrival,
+                    )
+                    .map(|mut sess| {
+                        if self.cache_store {
+                            sess.expire = Some(start + self.params.reuse_time_limit);
+                        }
+                        sess
+                    })
+                }
+            };
+            match opened {
+                Ok(sess) => {
                     sessions += 1;
                     if self.params.mx_session_limit > 0 && sessions >= self.params.mx_session_limit
                     {
@@ -314,10 +415,7 @@ impl<'a> Delivery<'a> {
                         k = limit;
                     }
                     self.final_server = self.final_nexthop && last;
-                    self.relay = sess.peer.namaddrport();
-                    let body = BodyWriter::new(self.params.line_length_limit);
-                    crate::transaction::run(&mut sess, self, content, &body);
-                    sess.conn.close();
+                    self.deliver_on(sess, ep.best_mx, content);
                 }
                 Err(failed) => {
                     let (
@@ -343,10 +441,10 @@ impl<'a> Delivery<'a> {
                             self.why = Some(dsn);
                         }
                     }
+                    self.relay = "none".into();
+                    self.unkeep();
                 }
             }
-            self.relay = "none".into();
-            self.unkeep();
         }
         if self.left() > 0 && self.final_nexthop {
             self.stats.conn_setup_done = None;
@@ -356,6 +454,168 @@ impl<'a> Delivery<'a> {
             });
             self.fail_all(dsn);
         }
+    }
+
+    /// One session: the transaction, then back to the cache or closed.
+    fn deliver_on(&mut self, mut sess: Session, best_mx: bool, content: &mut dyn Content) {
+        self.stats.conn_setup_done = None;
+        self.stats.deliver_done = None;
+        self.stats.reuse_count = 0;
+        self.site_failed = false;
+        self.relay = sess.peer.namaddrport();
+        let body = BodyWriter::new(self.params.line_length_limit);
+        crate::transaction::run(&mut sess, self, content, &body);
+        self.cleanup_session(sess, best_mx);
+        self.relay = "none".into();
+        self.unkeep();
+    }
+
+    fn labels(&self, peer: &Peer) -> (String, Option<String>) {
+        let endp = reuse::label(&reuse::LabelParts {
+            service: &self.params.service,
+            request_nexthop: None,
+            addr: Some((&peer.addr, peer.port)),
+            tls_level: self.params.tls_level,
+            smtputf8: self.req.smtputf8_required,
+        });
+        let dest = self.request_nexthop.as_deref().map(|n| {
+            reuse::label(&reuse::LabelParts {
+                service: &self.params.service,
+                request_nexthop: Some(n),
+                addr: None,
+                tls_level: self.params.tls_level,
+                smtputf8: self.req.smtputf8_required,
+            })
+        });
+        (endp, dest)
+    }
+
+    /// After the transaction: cache a session that is still good, QUIT one whose time
+    /// is up, close the rest. The first good session of the request is also filed under
+    /// the request's nexthop, so that later requests can skip dead servers.
+    fn cleanup_session(&mut self, mut sess: Session, best_mx: bool) {
+        let throttled = self.site_failed;
+        if sess.usable && sess.expire.is_some() && !sess.cacheable(self.params) {
+            sess.quit(self.params, &self.req.queue_id);
+        }
+        if sess.cacheable(self.params) && self.cache.is_some() {
+            let (endp_label, dest_label) = self.labels(&sess.peer);
+            let dest = match (dest_label, &self.request_nexthop) {
+                (Some(l), Some(n)) => Some((l, reuse::dest_prop(n, &sess.peer, best_mx))),
+                _ => None,
+            };
+            let ttl = self.params.cache_time_limit;
+            let tls_level = self.params.tls_level;
+            if let (Some((fd, prop)), Some(cache)) =
+                (sess.passivate(tls_level), self.cache.as_deref_mut())
+            {
+                if let Some((label, dprop)) = &dest {
+                    cache.save_dest(ttl, label, dprop, &endp_label);
+                }
+                cache.save_endp(ttl, &endp_label, &prop, fd);
+            }
+        } else {
+            sess.conn.close();
+        }
+        if !throttled {
+            self.request_nexthop = None;
+        }
+    }
+
+    fn reuse_nexthop(
+        &mut self,
+        tracer: &mut dyn FnMut(&Peer) -> Option<Tracer>,
+    ) -> Option<(Session, bool)> {
+        let (_, dest) = self.labels(&Peer {
+            name: String::new(),
+            addr: String::new(),
+            port: 0,
+        });
+        let label = dest?;
+        let found = self.cache.as_deref_mut()?.find_dest(&label)?;
+        let Some(b) = reuse::parse_dest_prop(&found.dest_prop) else {
+            log::warn("smtp_session_activate: bad cached dest properties");
+            return None;
+        };
+        let inet = b.addr.parse::<std::net::IpAddr>().is_ok();
+        let peer = Peer {
+            name: b.name,
+            addr: b.addr,
+            port: if inet {
+                b.port.unwrap_or(self.params.default_port)
+            } else {
+                0
+            },
+        };
+        let sess = self.activate(found, peer, tracer)?;
+        Some((sess, b.best_mx))
+    }
+
+    fn reuse_endpoint(
+        &mut self,
+        ep: &Endpoint,
+        tracer: &mut dyn FnMut(&Peer) -> Option<Tracer>,
+    ) -> Option<Session> {
+        // Postfix looks up UNIX-domain servers by nexthop only.
+        if !matches!(ep.addr, crate::session::Address::Inet(_)) {
+            return None;
+        }
+        let peer = Peer::of(ep, &self.params.myhostname);
+        let (label, _) = self.labels(&peer);
+        let found = self.cache.as_deref_mut()?.find_endp(&label)?;
+        self.activate(found, peer, tracer)
+    }
+
+    /// Revive a cached connection and check it with an RSET probe, as Postfix does. A
+    /// connection that died in the cache keeps the recipients for the next server.
+    fn activate(
+        &mut self,
+        found: reuse::Cached,
+        peer: Peer,
+        tracer: &mut dyn FnMut(&Peer) -> Option<Tracer>,
+    ) -> Option<Session> {
+        let t = tracer(&peer);
+        let mut sess = Session::activate(found.fd, &found.endp_prop, peer, self.params, t)?;
+        self.cache_used.insert(peer_key(&sess.peer));
+        match sess.rset_probe(self.params, &self.req.queue_id) {
+            Ok(true) => Some(sess),
+            Ok(false) => {
+                sess.conn.close();
+                None
+            }
+            Err(e) => {
+                let saved = self.final_server;
+                self.final_server = false;
+                self.relay = sess.peer.namaddrport();
+                let dsn = crate::session::io_failure_dsn(&sess.peer, &e, "sending RSET probe");
+                self.site_fail(dsn);
+                self.relay = "none".into();
+                self.unkeep();
+                self.final_server = saved;
+                sess.conn.close();
+                None
+            }
+        }
+    }
+
+    /// Connection caching for this request and destination (Postfix's smtp_cache_policy):
+    /// always for smtp_connection_cache_destinations, else as qmgr asked.
+    pub fn set_cache_policy(&mut self, domain: &str, nexthop: &str, load: bool, store: bool) {
+        if self.params.cache_destination(domain) {
+            self.cache_load = true;
+            self.cache_store = true;
+        } else if self.params.cache_on_demand {
+            self.cache_load = load;
+            self.cache_store = store;
+        } else {
+            self.cache_load = false;
+            self.cache_store = false;
+        }
+        if self.cache.is_none() {
+            self.cache_load = false;
+            self.cache_store = false;
+        }
+        self.request_nexthop = (self.cache_load || self.cache_store).then(|| nexthop.to_string());
     }
 
     /// Deliver over a destination and its fallback relays (Postfix's smtp_connect_inet site
@@ -373,7 +633,14 @@ impl<'a> Delivery<'a> {
             }
             self.final_nexthop = k + 1 == n;
             match &hop.endpoints {
-                Ok(eps) => self.run(eps, content, tracer),
+                Ok(eps) => {
+                    if k == 0 && !eps.is_empty() {
+                        let (load, store) = self.cache_request;
+                        let (domain, label) = crate::route::dest::cache_names(&hop.nexthop);
+                        self.set_cache_policy(&domain, &label, load, store);
+                    }
+                    self.run(eps, content, tracer)
+                }
                 Err(dsn) => {
                     // The reason already says which name failed.
                     if !self.final_nexthop {

@@ -237,7 +237,15 @@ impl Tx<'_, '_, '_> {
         Ok(())
     }
 
-    fn said(&self, reply: &Reply, state: State) -> Dsn {
+    fn said(&mut self, reply: &Reply, state: State) -> Dsn {
+        // After a reply that breaks the protocol the conversation may be out of step:
+        // such a session is never cached (Postfix 3.4.6 and later).
+        if !(400..=599).contains(&reply.code)
+            || reply.code == 555
+            || (500..510).contains(&reply.code)
+        {
+            self.sess.dont_cache();
+        }
         reply_dsn(
             &self.sess.peer,
             reply,
@@ -349,14 +357,18 @@ impl Tx<'_, '_, '_> {
         self.dl.site_fail(dsn);
     }
 
-    /// End the transaction with RSET (after a course correction) and QUIT.
+    /// End the transaction with RSET (after a course correction), then QUIT unless the
+    /// session goes back to the connection cache.
     fn abort(&mut self) {
         let skip = self.params().skip_quit_response;
+        let keep = self.sess.cacheable(self.dl.params);
         let r = (|| {
             self.queue(State::Abort, "RSET")?;
-            self.sess.conn.queue_cmd("QUIT");
-            if !skip {
-                self.pending.push_back(State::Quit);
+            if !keep {
+                self.sess.conn.queue_cmd("QUIT");
+                if !skip {
+                    self.pending.push_back(State::Quit);
+                }
             }
             self.sync()
         })();
@@ -364,7 +376,9 @@ impl Tx<'_, '_, '_> {
             Ok(()) => self.dl.session_completed = true,
             Err((s, e)) => self.stream_fail(s, e, false),
         }
-        self.sess.usable = false;
+        if !keep {
+            self.sess.usable = false;
+        }
     }
 
     fn run(&mut self, content: &mut dyn Content, body: &BodyWriter) {
@@ -497,20 +511,27 @@ impl Tx<'_, '_, '_> {
         }
         self.sess.conn.queue_cmd(".");
         self.pending.push_back(State::Dot);
-        if !self.sess.caps.pipelining
-            && let Err((s, e)) = self.sync()
-        {
-            return self.stream_fail(s, e, false);
-        }
-        self.sess.conn.queue_cmd("QUIT");
-        if !p.skip_quit_response {
-            self.pending.push_back(State::Quit);
+        // Decided when "." is built, as Postfix does: a session still good for the cache
+        // ends without QUIT.
+        let keep = self.sess.cacheable(p);
+        if !keep {
+            if !self.sess.caps.pipelining
+                && let Err((s, e)) = self.sync()
+            {
+                return self.stream_fail(s, e, false);
+            }
+            self.sess.conn.queue_cmd("QUIT");
+            if !p.skip_quit_response {
+                self.pending.push_back(State::Quit);
+            }
         }
         match self.sync() {
             Ok(()) => self.dl.session_completed = true,
             Err((s, e)) => self.stream_fail(s, e, false),
         }
-        self.sess.usable = false;
+        if !keep {
+            self.sess.usable = false;
+        }
     }
 
     fn envelope(

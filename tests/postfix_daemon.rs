@@ -699,3 +699,65 @@ fn dead_destination_like_postfix() {
     }
     assert_eq!(seen[0], seen[1]);
 }
+
+/// Connection reuse through Postfix's scache(8): with caching on for the destination and
+/// one delivery at a time, later messages go over the connection the first one opened
+/// (RSET probe, no new EHLO), logged with conn_use=N, exactly as with Postfix's smtp.
+#[test]
+fn reuses_connections_through_scache_like_postfix_smtp() {
+    if !usable() {
+        return;
+    }
+    const N: usize = 6;
+    let mut runs = Vec::new();
+    for transport in ["smtp", "outpost"] {
+        let sink = Sink::start(&[]);
+        let map = format!("dest.test {transport}:[127.0.0.1]:{}\n", sink.port());
+        let pf = Instance::start(
+            &map,
+            "smtp_connection_cache_destinations = 127.0.0.1\n\
+             smtp_destination_concurrency_limit = 1\noutpost_destination_concurrency_limit = 1\n\
+             smtp_connection_cache_time_limit = 10s\n",
+        );
+        for i in 0..N {
+            pf.sendmail(&["-f", "s@sender.test", &format!("r{i}@dest.test")], MSG);
+        }
+        let needles: Vec<String> = (0..N).map(|i| format!("to=<r{i}@dest.test>")).collect();
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        let log = pf.wait_log(&needles);
+        let lines = delivery_lines(&log, "smtp");
+        assert_eq!(lines.len(), N, "{log}");
+        assert!(lines.iter().all(|l| l.contains("status=sent")), "{log}");
+        let reused = lines.iter().filter(|l| l.contains("conn_use=")).count();
+        assert!(reused >= 1, "{transport}: no reused connection:\n{log}");
+        // The cache closes idle connections when postfix stops; then every session's
+        // wire log is written.
+        drop(pf);
+        let t = Instant::now();
+        let mut dialogue = sink.dialogue();
+        while dialogue.matches("MAIL FROM").count() < N && t.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(200));
+            dialogue = sink.dialogue();
+        }
+        let sessions = dialogue.matches("EHLO ").count();
+        assert_eq!(dialogue.matches("MAIL FROM").count(), N, "{dialogue}");
+        assert!(
+            sessions < N,
+            "{transport}: {sessions} sessions for {N} messages"
+        );
+        // Each reuse starts with the RSET probe.
+        assert!(dialogue.matches("RSET").count() >= reused, "{dialogue}");
+        let norm: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                l.split(", ")
+                    .filter(|f| !f.starts_with("conn_use="))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .map(|l| normalise_ports(&l))
+            .collect();
+        runs.push(norm);
+    }
+    assert_eq!(runs[1], runs[0]);
+}

@@ -8,6 +8,7 @@ use super::attr::AttrWriter;
 use super::master::{self, Service};
 use super::queue::{OpenError, QueueFile, QueueLayout};
 use super::request::{self, DEL_REQ_FLAG_SUCCESS, PfDsn, PfRecipient};
+use super::scache::ScacheClient;
 use super::status::{Report, StatusClient};
 use crate::config::Config;
 use crate::delivery::{Delivery, LogAs, Reporter};
@@ -16,8 +17,12 @@ use crate::outcome::{Outcome, Status};
 use crate::request::Recipient;
 use crate::route;
 use crate::session::conn::Tracer;
+use crate::session::reuse::ConnCache;
 use crate::session::{Params, Peer};
 use std::io::BufReader;
+use std::sync::Mutex;
+
+static SCACHE: Mutex<Option<ScacheClient>> = Mutex::new(None);
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -205,15 +210,32 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> (i32, Option<crate::
     };
     let corrupt;
     let hop_status;
+    // One scache client per process, kept between requests as Postfix keeps its
+    // auto_clnt; created only when caching can happen at all.
+    let mut cache_guard = SCACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if cache_guard.is_none() && (params.cache_on_demand || !params.cache_destinations.is_empty()) {
+        *cache_guard = Some(ScacheClient::new(
+            &cfg.get("connection_cache_service_name"),
+            cfg.time("connection_cache_protocol_timeout"),
+        ));
+    }
     {
         let mut dl = Delivery::new(&engine_req, &params, &mut reporter);
         dl.nexthop = req.nexthop.clone();
+        if let Some(c) = cache_guard.as_mut() {
+            dl.cache = Some(c as &mut dyn ConnCache);
+        }
+        dl.cache_request = (
+            req.flags & request::DEL_REQ_FLAG_CONN_LOAD != 0,
+            req.flags & request::DEL_REQ_FLAG_CONN_STORE != 0,
+        );
         let hops = route::plan(&req.nexthop, &rp, lookup.as_ref());
         let mut no_trace = |_: &Peer| -> Option<Tracer> { None };
         dl.run_hops(&hops, &mut content, &mut no_trace);
         corrupt = dl.corrupt;
         hop_status = dl.hop_status.take();
     }
+    drop(cache_guard);
     if corrupt {
         if let Err(e) = queue.mark_corrupt() {
             log::warn(&e.to_string());

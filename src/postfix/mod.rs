@@ -8,4 +8,5 @@ pub mod master;
 pub mod postlog;
 pub mod queue;
 pub mod request;
+pub mod scache;
 pub mod status;

@@ -85,6 +85,21 @@ fn valid_host(host: &str) -> bool {
             }))
 }
 
+/// The names connection caching goes by (Postfix's smtp_cache_policy and request-nexthop
+/// label): the bare domain or path for smtp_connection_cache_destinations, and the
+/// destination as given (a UNIX-domain path without `unix:`) for the cache label.
+pub fn cache_names(dest: &str) -> (String, String) {
+    let dest = dest.trim();
+    if let Some(path) = dest.strip_prefix("unix:") {
+        return (path.to_string(), path.to_string());
+    }
+    let body = dest.strip_prefix("inet:").unwrap_or(dest);
+    let domain = split_host_port(body)
+        .map(|(h, _, _)| h)
+        .unwrap_or_else(|_| body.to_string());
+    (domain, dest.to_string())
+}
+
 /// Parse a destination. `lmtp` enables the `unix:`/`inet:` forms and changes the meaning of
 /// a bare name (LMTP never looks up MX records). `default_port` is smtp_tcp_port/lmtp_tcp_port.
 pub fn parse(dest: &str, lmtp: bool, default_port: u16) -> Result<Dest, String> {
@@ -131,6 +146,19 @@ mod tests {
             port,
             mx,
         }
+    }
+
+    #[test]
+    fn cache_names_strip_brackets_ports_and_unix() {
+        assert_eq!(
+            cache_names("[mx.example]:587"),
+            ("mx.example".to_string(), "[mx.example]:587".to_string())
+        );
+        assert_eq!(
+            cache_names("unix:/run/lmtp"),
+            ("/run/lmtp".to_string(), "/run/lmtp".to_string())
+        );
+        assert_eq!(cache_names("example.com").0, "example.com");
     }
 
     #[test]

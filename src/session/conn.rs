@@ -9,6 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,11 @@ use std::time::{Duration, Instant};
 pub trait Stream: Read + Write + Send {
     fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()>;
     fn close(&self);
+    /// The bare socket, for handing an idle connection to the connection cache; `None`
+    /// for streams with state of their own beyond the socket (TLS).
+    fn into_fd(self: Box<Self>) -> Option<OwnedFd> {
+        None
+    }
 }
 
 impl Stream for TcpStream {
@@ -26,6 +32,9 @@ impl Stream for TcpStream {
     fn close(&self) {
         let _ = self.shutdown(std::net::Shutdown::Both);
     }
+    fn into_fd(self: Box<Self>) -> Option<OwnedFd> {
+        Some(OwnedFd::from(*self))
+    }
 }
 
 impl Stream for UnixStream {
@@ -35,6 +44,9 @@ impl Stream for UnixStream {
     }
     fn close(&self) {
         let _ = self.shutdown(std::net::Shutdown::Both);
+    }
+    fn into_fd(self: Box<Self>) -> Option<OwnedFd> {
+        Some(OwnedFd::from(*self))
     }
 }
 
@@ -135,6 +147,15 @@ impl Conn {
         let old = std::mem::replace(&mut self.stream, placeholder);
         self.stream = f(old)?;
         Ok(())
+    }
+
+    /// Give up the connection's socket for caching. Refused (`None`) while unread input
+    /// or unsent output would be lost with it, or when the stream is not a bare socket.
+    pub fn into_fd(self) -> Option<OwnedFd> {
+        if self.rpos < self.rend || !self.wbuf.is_empty() {
+            return None;
+        }
+        self.stream.into_fd()
     }
 
     /// Bytes already received but not yet consumed.

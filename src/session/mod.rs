@@ -9,6 +9,7 @@
 pub mod conn;
 pub mod params;
 pub mod reply;
+pub mod reuse;
 
 use crate::log;
 use crate::outcome::Dsn;
@@ -277,6 +278,11 @@ pub struct Session {
     pub usable: bool,
     /// PIX workaround: pause before the final dot.
     pub pix_delay_dotcrlf: bool,
+    /// Until when the connection may go back to the connection cache; `None`: never
+    /// (caching not asked for, or the session is in doubt).
+    pub expire: Option<std::time::SystemTime>,
+    /// The connection came out of the connection cache.
+    pub from_cache: bool,
 }
 
 /// Names of the EHLO keywords smtp_discard_ehlo_keywords understands.
@@ -310,7 +316,8 @@ impl Session {
         } else {
             "smtp_discard_ehlo_keyword_address_maps"
         };
-        reply::read_reply(&mut self.conn, |w| match w {
+        let mut garbage = false;
+        let r = reply::read_reply(&mut self.conn, |w| match w {
             ReplyWarning::LongLine(s) => log::warn(&format!(
                 "{peer}: response longer than {}: {s}...",
                 reply::LINE_LIMIT
@@ -320,6 +327,7 @@ impl Session {
                 reply::LINE_LIMIT
             )),
             ReplyWarning::Garbage(s) => {
+                garbage = true;
                 if pipelining {
                     log::warn(&format!(
                         "{queue_id}: non-{proto} response from {peer}: {s}"
@@ -329,7 +337,12 @@ impl Session {
                     ));
                 }
             }
-        })
+        });
+        // A server that answers with garbage is out of step: never cache its connection.
+        if garbage {
+            self.dont_cache();
+        }
+        r
     }
 
     /// Connect and greet: read the banner, send EHLO (or HELO, or LHLO) and record the
@@ -356,6 +369,8 @@ impl Session {
             reuse_count: 0,
             usable: true,
             pix_delay_dotcrlf: false,
+            expire: None,
+            from_cache: false,
         };
         let loop_detect = !params.lmtp && matches!(ep.addr, Address::Inet(sa) if sa.port() == 25);
         match s.handshake(params, queue_id, loop_detect, best_mx, nexthop, arrival) {

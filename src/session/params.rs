@@ -48,6 +48,17 @@ pub struct Params {
     pub pix_workarounds: Vec<String>,
     pub pix_threshold: Duration,
     pub pix_delay: Duration,
+    /// Connection caching: smtp_connection_cache_on_demand, _destinations, _time_limit,
+    /// smtp_connection_reuse_time_limit and _count_limit.
+    pub cache_on_demand: bool,
+    pub cache_destinations: Vec<String>,
+    pub cache_time_limit: Duration,
+    pub reuse_time_limit: Duration,
+    pub reuse_count_limit: u32,
+    /// The master.cf service name, part of every connection-cache label.
+    pub service: String,
+    /// Postfix's TLS level number for cache labels (0 = none, 1 = may, ...).
+    pub tls_level: u8,
 }
 
 impl Default for Params {
@@ -91,6 +102,13 @@ impl Default for Params {
             pix_workarounds: vec!["disable_esmtp".into(), "delay_dotcrlf".into()],
             pix_threshold: Duration::from_secs(500),
             pix_delay: Duration::from_secs(10),
+            cache_on_demand: true,
+            cache_destinations: Vec::new(),
+            cache_time_limit: Duration::from_secs(2),
+            reuse_time_limit: Duration::from_secs(300),
+            reuse_count_limit: 0,
+            service: "smtp".into(),
+            tls_level: 0,
         }
     }
 }
@@ -147,10 +165,48 @@ impl Params {
             pix_workarounds: cfg.list("smtp_pix_workarounds"),
             pix_threshold: cfg.time("smtp_pix_workaround_threshold_time"),
             pix_delay: cfg.time("smtp_pix_workaround_delay_time"),
+            cache_on_demand: cfg.bool("smtp_connection_cache_on_demand"),
+            cache_destinations: cfg.list("smtp_connection_cache_destinations"),
+            cache_time_limit: cfg.time("smtp_connection_cache_time_limit"),
+            reuse_time_limit: cfg.time("smtp_connection_reuse_time_limit"),
+            reuse_count_limit: u32::try_from(cfg.int("smtp_connection_reuse_count_limit").max(0))
+                .unwrap_or(0),
+            service: {
+                let s = cfg.get("service_name");
+                if s.is_empty() {
+                    cfg.get("process_name")
+                } else {
+                    s
+                }
+            },
+            tls_level: tls_level_number(&cfg.get("smtp_tls_security_level")),
         }
+    }
+
+    /// Whether connections to this destination are cached because
+    /// smtp_connection_cache_destinations names it (bare domain, case-insensitive).
+    pub fn cache_destination(&self, domain: &str) -> bool {
+        self.cache_destinations
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
     }
 
     pub fn proto(&self) -> &'static str {
         if self.lmtp { "LMTP" } else { "ESMTP" }
+    }
+}
+
+/// Postfix's numbers for TLS security levels (tls.h), used in connection-cache labels so
+/// that a connection made under one policy is never reused under another.
+pub fn tls_level_number(level: &str) -> u8 {
+    match level.to_ascii_lowercase().as_str() {
+        "may" => 1,
+        "encrypt" => 2,
+        "fingerprint" => 3,
+        "dane" => 5,
+        "dane-only" => 6,
+        "verify" => 7,
+        "secure" => 8,
+        _ => 0,
     }
 }
