@@ -207,13 +207,14 @@ mod tests {
     #[test]
     fn stored_value_format_and_bad_entries() {
         let mut store = MemoryStore::default();
-        store
-            .put("mx;joe", "1;xx;9.9.9;text")
-            .unwrap();
+        store.put("mx;joe", "1;xx;9.9.9;text").unwrap();
         let mut c = AuthCache::new("proxy:btree:/x", Box::new(store), Duration::from_secs(60));
         let mut warnings = Vec::new();
         assert_eq!(c.find("mx", &creds("pw"), &mut |s| warnings.push(s)), None);
-        assert_eq!(warnings, ["bad smtp_sasl_auth_cache entry: 1;xx;9.9.9;text"]);
+        assert_eq!(
+            warnings,
+            ["bad smtp_sasl_auth_cache entry: 1;xx;9.9.9;text"]
+        );
         // Expired entries are dropped silently.
         c.store("mx", &creds("pw"), "5.7.8", "535 x");
         let mut c2 = AuthCache::new("n", Box::new(MemoryStore::default()), Duration::ZERO);

@@ -173,9 +173,8 @@ pub fn filter_mechanisms(
                 None => (false, *pat),
             };
             let hit = if pat.contains(':') {
-                table(pat, mech).map_err(|e| {
-                    format!("SASL mechanism filter failed for: '{mech}': {e}")
-                })?
+                table(pat, mech)
+                    .map_err(|e| format!("SASL mechanism filter failed for: '{mech}': {e}"))?
             } else {
                 pat.eq_ignore_ascii_case(mech)
             };
@@ -232,10 +231,19 @@ pub struct Client {
 
 enum State {
     Plain,
-    Login { step: u8, user: String, pass: String },
-    Cram { user: String, pass: String },
+    Login {
+        step: u8,
+        user: String,
+        pass: String,
+    },
+    Cram {
+        user: String,
+        pass: String,
+    },
     ScramFirst(ScramFirst),
-    ScramFinal { server_signature: Vec<u8> },
+    ScramFinal {
+        server_signature: Vec<u8>,
+    },
     Done,
     Failed,
 }
@@ -267,7 +275,14 @@ impl Client {
                 v.extend_from_slice(pass.as_bytes());
                 (State::Plain, Some(v))
             }
-            Mech::Login => (State::Login { step: 0, user, pass }, None),
+            Mech::Login => (
+                State::Login {
+                    step: 0,
+                    user,
+                    pass,
+                },
+                None,
+            ),
             Mech::CramMd5 => (State::Cram { user, pass }, None),
             Mech::ScramSha1 | Mech::ScramSha256 => {
                 let hash = if mech == Mech::ScramSha1 {
@@ -490,7 +505,10 @@ pub fn scram_attrs(msg: &str) -> Vec<(char, &str)> {
         .collect()
 }
 
-fn scram_client_final(first: &ScramFirst, server_first: &[u8]) -> Result<(String, Vec<u8>), &'static str> {
+fn scram_client_final(
+    first: &ScramFirst,
+    server_first: &[u8],
+) -> Result<(String, Vec<u8>), &'static str> {
     let sf = std::str::from_utf8(server_first).map_err(|_| ERR_BADPROT)?;
     let attrs = scram_attrs(sf);
     // A mandatory extension we do not know ("m=") must fail the exchange.
@@ -499,7 +517,9 @@ fn scram_client_final(first: &ScramFirst, server_first: &[u8]) -> Result<(String
     }
     let get = |k: char| attrs.iter().find(|(a, _)| *a == k).map(|(_, v)| *v);
     let nonce = get('r').ok_or(ERR_BADPROT)?;
-    let salt = get('s').and_then(|s| B64.decode(s).ok()).ok_or(ERR_BADPROT)?;
+    let salt = get('s')
+        .and_then(|s| B64.decode(s).ok())
+        .ok_or(ERR_BADPROT)?;
     let iterations: u32 = get('i')
         .and_then(|i| i.parse().ok())
         .filter(|i| (1..=SCRAM_MAX_ITERATIONS).contains(i))
@@ -512,7 +532,12 @@ fn scram_client_final(first: &ScramFirst, server_first: &[u8]) -> Result<(String
     let without_proof = format!("c={},r={nonce}", B64.encode(first.gs2.as_bytes()));
     let auth_message = format!("{},{sf},{without_proof}", first.client_first_bare);
     let sig = first.hash.hmac(&keys.stored_key, auth_message.as_bytes());
-    let proof: Vec<u8> = keys.client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
+    let proof: Vec<u8> = keys
+        .client_key
+        .iter()
+        .zip(&sig)
+        .map(|(a, b)| a ^ b)
+        .collect();
     let server_signature = first.hash.hmac(&keys.server_key, auth_message.as_bytes());
     Ok((
         format!("{without_proof},p={}", B64.encode(proof)),
@@ -654,15 +679,21 @@ mod tests {
 
     #[test]
     fn scram_bad_server_signature_fails() {
-        let (first, _) =
-            scram_client_first(Hash::Sha1, "user", "pencil", false, "fyko+d2lbbFgONRv9qkxdawL");
+        let (first, _) = scram_client_first(
+            Hash::Sha1,
+            "user",
+            "pencil",
+            false,
+            "fyko+d2lbbFgONRv9qkxdawL",
+        );
         let mut c = Client {
             mech: Mech::ScramSha1,
             state: State::ScramFirst(first),
         };
-        assert!(c
-            .step(b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096")
-            .is_ok());
+        assert!(
+            c.step(b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096")
+                .is_ok()
+        );
         assert_eq!(c.step(b"v=AAAApqV8S7suAoZWja4dJRkFsKQ="), Err(ERR_BADAUTH));
         assert!(!c.complete());
     }
@@ -731,12 +762,21 @@ mod tests {
         let none = SecFlags::default();
         let nopt = SecFlags::parse("noplaintext, noanonymous").unwrap();
         assert_eq!(choose(&all, none), Some(Mech::ScramSha256));
-        assert_eq!(choose(&offered(&["login", "plain"]), none), Some(Mech::Plain));
+        assert_eq!(
+            choose(&offered(&["login", "plain"]), none),
+            Some(Mech::Plain)
+        );
         assert_eq!(choose(&offered(&["LOGIN"]), none), Some(Mech::Login));
         assert_eq!(choose(&offered(&["PLAIN", "LOGIN"]), nopt), None);
-        assert_eq!(choose(&offered(&["PLAIN", "CRAM-MD5"]), nopt), Some(Mech::CramMd5));
+        assert_eq!(
+            choose(&offered(&["PLAIN", "CRAM-MD5"]), nopt),
+            Some(Mech::CramMd5)
+        );
         let mutual = SecFlags::parse("mutual_auth").unwrap();
-        assert_eq!(choose(&offered(&["CRAM-MD5", "SCRAM-SHA-1"]), mutual), Some(Mech::ScramSha1));
+        assert_eq!(
+            choose(&offered(&["CRAM-MD5", "SCRAM-SHA-1"]), mutual),
+            Some(Mech::ScramSha1)
+        );
         assert_eq!(choose(&offered(&["CRAM-MD5"]), mutual), None);
         let nodict = SecFlags::parse("nodictionary").unwrap();
         assert_eq!(choose(&all, nodict), None);

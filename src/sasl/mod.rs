@@ -171,11 +171,7 @@ fn send_redacted(conn: &mut Conn, line: &str, shown: &str) -> Result<(), IoFailu
 
 /// The challenge text of a 334 reply: the first line after the code and its separator.
 fn challenge_text(reply: &Reply) -> &str {
-    reply
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim_matches([' ', '\t'])
+    reply.lines().next().unwrap_or("").trim_matches([' ', '\t'])
 }
 
 /// Run the AUTH dialogue. `read` reads one reply (the session's reader, which logs reader
@@ -197,7 +193,9 @@ pub fn authenticate(
         failure(
             Dsn::new(
                 "4.7.0",
-                format!("SASL authentication failed; cannot authenticate to server {namaddr}: {why}"),
+                format!(
+                    "SASL authentication failed; cannot authenticate to server {namaddr}: {why}"
+                ),
             ),
             true,
         )
@@ -373,7 +371,10 @@ mod tests {
 
     #[test]
     fn challenge_extraction() {
-        assert_eq!(challenge_text(&Reply::parse_text("334 VXNlcm5hbWU6")), "VXNlcm5hbWU6");
+        assert_eq!(
+            challenge_text(&Reply::parse_text("334 VXNlcm5hbWU6")),
+            "VXNlcm5hbWU6"
+        );
         assert_eq!(challenge_text(&Reply::parse_text("334")), "");
         assert_eq!(challenge_text(&Reply::parse_text("334 ")), "");
     }

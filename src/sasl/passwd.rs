@@ -48,7 +48,11 @@ fn strip_extension(addr: &str, delims: &str) -> Option<String> {
         None => (addr, None),
     };
     // Postfix leaves alone a localpart that starts with the delimiter (owner-, -request).
-    let i = local.char_indices().skip(1).find(|(_, c)| delims.contains(*c))?.0;
+    let i = local
+        .char_indices()
+        .skip(1)
+        .find(|(_, c)| delims.contains(*c))?
+        .0;
     Some(format!("{}{}", &local[..i], domain.unwrap_or("")))
 }
 
@@ -85,11 +89,14 @@ pub fn password_keys(q: &KeyQuery) -> Vec<LookupKey> {
     keys
 }
 
+/// A smtp_sasl_password_maps query: (key, partial) -> value, or a table error.
+pub type PasswordLookup<'a> = &'a dyn Fn(&str, bool) -> Result<Option<String>, String>;
+
 /// Look the credentials up. `lookup(key, partial)` queries smtp_sasl_password_maps;
 /// Ok(None) when no key matched, Err(table error) to defer ("local data error").
 pub fn lookup_credentials(
     q: &KeyQuery,
-    lookup: &dyn Fn(&str, bool) -> Result<Option<String>, String>,
+    lookup: PasswordLookup,
 ) -> Result<Option<Credentials>, String> {
     for k in password_keys(q) {
         if let Some(v) = lookup(&k.key, k.partial)? {
@@ -185,7 +192,10 @@ mod tests {
         })
         .unwrap()
         .unwrap();
-        assert_eq!((found.username.as_str(), found.password.as_str()), ("u", "p:w"));
+        assert_eq!(
+            (found.username.as_str(), found.password.as_str()),
+            ("u", "p:w")
+        );
         assert!(lookup_credentials(&q, &|_, _| Err("hash:/etc/x".into())).is_err());
         assert_eq!(lookup_credentials(&q, &|_, _| Ok(None)).unwrap(), None);
     }
