@@ -174,9 +174,9 @@ fn postfix_smtpd_with_dovecot_sasl() {
         assert_eq!(ok.mechanism.name(), mech);
         let bad = try_auth(pf.port, mech, "wrong").expect_err(mech);
         assert!(
-            bad.starts_with(&format!(
+            bad.starts_with(
                 "5.7.8 SASL authentication failed; server postfix.test[127.0.0.1] said: 535 5.7.8 Error: authentication failed"
-            )),
+            ),
             "{mech}: {bad}"
         );
     }
