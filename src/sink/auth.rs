@@ -380,4 +380,31 @@ mod tests {
         assert_eq!(s, Step::Challenge("VXNlcm5hbWU6".into()));
         assert!(x.is_some());
     }
+
+    #[test]
+    fn command_line_options() {
+        use crate::sink::SinkConfig;
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let c = SinkConfig::from_args(&args(&[
+            "--auth-user",
+            "joe",
+            "--auth-pass",
+            "pw",
+            "--auth-mechs",
+            "cram-md5 plain",
+            ":25",
+        ]))
+        .unwrap();
+        let a = c.auth.unwrap();
+        assert_eq!((a.user.as_str(), a.pass.as_str()), ("joe", "pw"));
+        assert_eq!(a.mechs, ["CRAM-MD5", "PLAIN"]);
+        assert!(!a.bad_server_signature);
+        assert!(SinkConfig::from_args(&args(&["--auth-pass", "pw", ":25"])).is_err());
+        assert!(
+            SinkConfig::from_args(&args(&["--auth-user", "u", "--auth-mechs", "NTLM", ":25"]))
+                .is_err()
+        );
+        let c = SinkConfig::from_args(&args(&["--auth-user", "u", ":25"])).unwrap();
+        assert_eq!(c.auth.unwrap().mechs.len(), 5);
+    }
 }
