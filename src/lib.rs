@@ -15,6 +15,7 @@ pub mod outcome;
 pub mod postfix;
 pub mod request;
 pub mod route;
+pub mod sasl;
 pub mod session;
 pub mod sink;
 pub mod sysexits;

@@ -7,6 +7,7 @@
 //! accept loop), `session` (protocol engine), `record` (message files and
 //! wire logs).
 
+mod auth;
 mod record;
 mod script;
 mod server;
@@ -14,6 +15,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 
+pub use auth::AuthConfig;
 pub use script::{Lines, Matcher, Phase, Reply, Script, Selector, parse_duration};
 
 use std::io::{self, Write};
@@ -51,6 +53,11 @@ usage: outpost sink [options] LISTEN
                         REPLY: \"CODE text\" (lines separated by \\n), or one of
                                disconnect hang garbage longline badcode bare-lf
   --delay SPEC          SELECTOR=DURATION (e.g. rcpt=500ms), repeatable
+  --auth-user USER      accept SMTP AUTH for this user (offers AUTH)
+  --auth-pass PASS      the password for --auth-user (default empty)
+  --auth-mechs LIST     mechanisms to offer (default
+                        PLAIN LOGIN CRAM-MD5 SCRAM-SHA-1 SCRAM-SHA-256);
+                        the verdict reply can be scripted with --reply auth=...
   --max-messages N      exit after N messages
   --once                exit after the first connection
   --quiet               no per-event log on stderr
@@ -88,6 +95,9 @@ pub struct SinkConfig {
     pub max_line: Option<usize>,
     /// Read/write timeout per I/O operation (zero: none).
     pub timeout: Duration,
+    /// Verified SMTP AUTH (`--auth-user` etc.); None keeps the permissive AUTH of a
+    /// plain `--caps AUTH ...` entry, which accepts anything.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for SinkConfig {
@@ -106,6 +116,7 @@ impl Default for SinkConfig {
             quiet: false,
             max_line: None,
             timeout: Duration::from_secs(300),
+            auth: None,
         }
     }
 }
@@ -128,6 +139,14 @@ fn options() -> getopts::Options {
     o.optopt("", "raw-dir", "wire log directory", "DIR");
     o.optmulti("", "reply", "scripted reply", "SPEC");
     o.optmulti("", "delay", "scripted delay", "SPEC");
+    o.optopt("", "auth-user", "AUTH user", "USER");
+    o.optopt("", "auth-pass", "AUTH password", "PASS");
+    o.optopt("", "auth-mechs", "AUTH mechanisms", "LIST");
+    o.optflag(
+        "",
+        "auth-bad-server-signature",
+        "send a wrong SCRAM server signature",
+    );
     o.optopt("", "max-messages", "exit after N messages", "N");
     o.optflag("", "once", "exit after the first connection");
     o.optflag("", "quiet", "no event log");
@@ -201,6 +220,15 @@ impl SinkConfig {
         }
         if let Some(t) = m.opt_str("timeout") {
             cfg.timeout = parse_duration(&t).map_err(|e| format!("--timeout: {e}"))?;
+        }
+        if let Some(user) = m.opt_str("auth-user") {
+            let pass = m.opt_str("auth-pass").unwrap_or_default();
+            let mut a = AuthConfig::new(&user, &pass, m.opt_str("auth-mechs").as_deref())
+                .map_err(|e| format!("--auth-mechs: {e}"))?;
+            a.bad_server_signature = m.opt_present("auth-bad-server-signature");
+            cfg.auth = Some(a);
+        } else if m.opt_present("auth-pass") || m.opt_present("auth-mechs") {
+            return Err("--auth-pass and --auth-mechs need --auth-user".into());
         }
         for spec in m.opt_strs("reply") {
             cfg.script

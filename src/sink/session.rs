@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::SinkConfig;
+use super::auth::{Exchange, Step, Verdict};
 use super::record::{Envelope, MessageFile, RawLog};
 use super::script::{Lines, Phase, Reply};
 use super::server::{Shared, Stream};
@@ -64,6 +65,8 @@ struct Session<'a> {
     proto: &'static str,
     greeting_ok: bool,
     authenticated: bool,
+    /// "MECHANISM user" after a verified AUTH, for recordings.
+    auth_info: Option<String>,
     mail: Option<Vec<u8>>,
     mail_addr: String,
     rcpts: Vec<Rcpt>,
@@ -107,6 +110,7 @@ pub(crate) fn run(sh: &Shared, id: u64, stream: Stream) {
         proto: if cfg.lmtp { "LMTP" } else { "ESMTP" },
         greeting_ok: true,
         authenticated: false,
+        auth_info: None,
         mail: None,
         mail_addr: String::new(),
         rcpts: Vec::new(),
@@ -252,6 +256,9 @@ impl Session<'_> {
     }
 
     fn offers(&self, keyword: &str) -> bool {
+        if keyword == "AUTH" && self.cfg.auth.is_some() {
+            return true;
+        }
         self.cfg.caps.iter().any(|c| {
             c.split_whitespace()
                 .next()
@@ -540,6 +547,16 @@ impl Session<'_> {
             let mut texts = Vec::with_capacity(self.cfg.caps.len() + 1);
             texts.push(host);
             texts.extend(self.cfg.caps.iter().cloned());
+            // Verified AUTH brings its own keyword unless --caps already has one.
+            if let Some(a) = &self.cfg.auth
+                && !self.cfg.caps.iter().any(|c| {
+                    c.split_whitespace()
+                        .next()
+                        .is_some_and(|k| k.eq_ignore_ascii_case("AUTH"))
+                })
+            {
+                texts.push(a.ehlo_keyword());
+            }
             Lines::new(250, &texts)
         };
         match self.respond(phase, None, n, def)? {
@@ -684,6 +701,7 @@ impl Session<'_> {
                 .filter_map(|&i| self.rcpts.get(i).map(|r| r.arg.as_slice()))
                 .collect(),
             proto: self.proto,
+            auth: self.auth_info.as_deref(),
         };
         match MessageFile::create(dir, &env) {
             Ok(f) => (Some(f), false),
@@ -801,6 +819,10 @@ impl Session<'_> {
         let Some(mech) = words.next() else {
             return self.error(501, "5.5.4 Syntax: AUTH mechanism");
         };
+        if self.cfg.auth.is_some() {
+            let initial = words.next();
+            return self.auth_verified(mech, initial);
+        }
         let initial = words.next().is_some();
         let challenges: &[&str] = match (mech.eq_ignore_ascii_case(b"LOGIN"), initial) {
             (true, false) => &["VXNlcm5hbWU6", "UGFzc3dvcmQ6"],
@@ -825,6 +847,70 @@ impl Session<'_> {
             Sent::Closed => return Ok(Flow::Close),
             Sent::Code(c) if (200..300).contains(&c) => self.authenticated = true,
             Sent::Code(_) => {}
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// AUTH with real verification (`--auth-user`); see `auth.rs`.
+    fn auth_verified(&mut self, mech: &[u8], initial: Option<&[u8]>) -> io::Result<Flow> {
+        let Some(cfg) = self.cfg.auth.as_ref() else {
+            return self.error(503, "5.5.1 Error: authentication not enabled");
+        };
+        let (mut exchange, mut step) = Exchange::start(cfg, &self.cfg.hostname, mech, initial);
+        let verdict: Verdict = loop {
+            match step {
+                Step::Reply(code, text) => return self.error(code, &text),
+                Step::Done(v) => break v,
+                Step::Challenge(c) => {
+                    self.write_raw(format!("334 {c}\r\n").as_bytes())?;
+                    let line = match self.read_command()? {
+                        Cmd::Line(l) => l,
+                        Cmd::TooLong => return self.error(500, "5.5.0 Error: line too long"),
+                        Cmd::Eof | Cmd::Overflow => return Ok(Flow::Close),
+                    };
+                    if line == b"*" {
+                        return self.error(501, "5.7.0 Authentication aborted");
+                    }
+                    step = match exchange.as_mut() {
+                        Some(x) => x.next(&line),
+                        None => return self.error(501, "5.5.2 Unexpected response"),
+                    };
+                }
+            }
+        };
+        let n = self.bump(Phase::Auth);
+        let def = if verdict.ok {
+            Lines::one(235, "2.7.0 Authentication successful")
+        } else {
+            Lines::one(
+                535,
+                "5.7.8 Error: authentication failed: authentication failure",
+            )
+        };
+        let sent = self.respond(Phase::Auth, None, n, def)?;
+        let what = format!("{} {}", verdict.mech, verdict.user);
+        match sent {
+            Sent::Closed => return Ok(Flow::Close),
+            Sent::Code(c) if (200..300).contains(&c) => {
+                self.authenticated = true;
+                self.log(&format!(
+                    "auth {what}: {}",
+                    if verdict.ok {
+                        "ok"
+                    } else {
+                        "accepted by script"
+                    }
+                ));
+                self.auth_info = Some(if verdict.ok {
+                    what
+                } else {
+                    format!("{what} (unverified)")
+                });
+            }
+            Sent::Code(c) => self.log(&format!(
+                "auth {what}: {} (reply {c})",
+                if verdict.ok { "ok" } else { "failed" }
+            )),
         }
         Ok(Flow::Continue)
     }
