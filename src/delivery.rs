@@ -567,7 +567,7 @@ impl<'a> Delivery<'a> {
     }
 
     /// Revive a cached connection and check it with an RSET probe, as Postfix does. A
-    /// connection that died in the cache keeps the recipients for the next server.
+    /// connection that died in the cache, or refuses RSET, is dropped without a word.
     fn activate(
         &mut self,
         found: reuse::Cached,
@@ -583,15 +583,8 @@ impl<'a> Delivery<'a> {
                 sess.conn.close();
                 None
             }
-            Err(e) => {
-                let saved = self.final_server;
-                self.final_server = false;
-                self.relay = sess.peer.namaddrport();
-                let dsn = crate::session::io_failure_dsn(&sess.peer, &e, "sending RSET probe");
-                self.site_fail(dsn);
-                self.relay = "none".into();
-                self.unkeep();
-                self.final_server = saved;
+            Err(_) => {
+                // Silent, as in Postfix: the probe is not part of sending mail.
                 sess.conn.close();
                 None
             }

@@ -761,3 +761,57 @@ fn reuses_connections_through_scache_like_postfix_smtp() {
     }
     assert_eq!(runs[1], runs[0]);
 }
+
+/// A cached connection that the server dropped: the RSET probe fails, and the message goes
+/// over a new connection without a deferral; what is logged matches Postfix's smtp.
+#[test]
+fn dead_cached_connection_is_replaced_like_postfix_smtp() {
+    if !usable() {
+        return;
+    }
+    const N: usize = 3;
+    let mut runs = Vec::new();
+    for transport in ["smtp", "outpost"] {
+        let sink = Sink::start(&["--reply", "rset#1=disconnect"]);
+        let map = format!("dest.test {transport}:[127.0.0.1]:{}\n", sink.port());
+        let pf = Instance::start(
+            &map,
+            "smtp_connection_cache_destinations = 127.0.0.1\n\
+             smtp_destination_concurrency_limit = 1\noutpost_destination_concurrency_limit = 1\n\
+             smtp_connection_cache_time_limit = 10s\n",
+        );
+        for i in 0..N {
+            pf.sendmail(&["-f", "s@sender.test", &format!("r{i}@dest.test")], MSG);
+        }
+        let needles: Vec<String> = (0..N).map(|i| format!("to=<r{i}@dest.test>")).collect();
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        let log = pf.wait_log(&needles);
+        let lines = delivery_lines(&log, "smtp");
+        assert_eq!(lines.len(), N, "{log}");
+        assert!(lines.iter().all(|l| l.contains("status=sent")), "{log}");
+        // No reuse succeeded: every probe met a closed connection.
+        assert!(lines.iter().all(|l| !l.contains("conn_use=")), "{log}");
+        let probe: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("RSET probe"))
+            .filter_map(|l| l.split_once("]: ").map(|(_, r)| r.to_string()))
+            .map(|l| normalise_ports(l.split_once(": ").map(|x| x.1).unwrap_or(&l)))
+            .collect();
+        // The sink did drop each reused connection at the probe.
+        let t = Instant::now();
+        while sink.dialogue().matches("RSET").count() < N - 1
+            && t.elapsed() < Duration::from_secs(15)
+        {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(
+            sink.dialogue().matches("RSET").count() >= N - 1,
+            "{}",
+            sink.dialogue()
+        );
+        runs.push((lines, probe));
+    }
+    let norm = |v: &Vec<String>| -> Vec<String> { v.iter().map(|l| normalise_ports(l)).collect() };
+    assert_eq!(norm(&runs[1].0), norm(&runs[0].0));
+    assert_eq!(runs[1].1, runs[0].1);
+}
