@@ -373,6 +373,19 @@ impl Resolver {
         })
     }
 
+    /// TLSA records of a service, `_port._proto.host`, always asked with DNSSEC (DO bit, AD
+    /// flag) since DANE may use only authenticated answers; the caller reads `authentic`.
+    /// `host` is the (already fully qualified) MX or host name, without a trailing dot.
+    pub fn tlsa_service(
+        &self,
+        port: u16,
+        proto: &str,
+        host: &str,
+    ) -> Result<Answer<Tlsa>, DnsError> {
+        self.with_dnssec(true)
+            .tlsa(&format!("_{port}._{proto}.{host}"))
+    }
+
     fn lookup<T>(
         &self,
         name: &str,
@@ -1269,6 +1282,36 @@ mod tests {
         assert_eq!(t.records.len(), 1);
         let (u, s, m, d) = t.records[0].clone().into();
         assert_eq!((u, s, m, d), (3, 1, 1, vec![0xab; 32]));
+    }
+
+    #[test]
+    fn tlsa_service_asks_with_dnssec() {
+        let srv = FakeServer::start(|q, _| {
+            let n = qname(q);
+            vec![reply(q, |m| {
+                if n == "_25._tcp.secure.example" {
+                    m.metadata.authentic_data = true;
+                }
+                m.add_answer(Record::from_rdata(
+                    Name::from_ascii(format!("{n}.")).unwrap(),
+                    300,
+                    RData::TLSA(TLSA::new(2.into(), 0.into(), 1.into(), vec![7; 32])),
+                ));
+            })]
+        });
+        let r = srv.resolver();
+        let t = r.tlsa_service(25, "tcp", "secure.example").unwrap();
+        assert!(t.authentic);
+        assert_eq!(t.records[0].usage, 2);
+        let t = r.tlsa_service(587, "tcp", "plain.example").unwrap();
+        assert!(!t.authentic);
+        let qs = srv.queries();
+        assert_eq!(qname(&qs[0].1), "_25._tcp.secure.example");
+        assert_eq!(qname(&qs[1].1), "_587._tcp.plain.example");
+        assert!(
+            qs.iter()
+                .all(|(_, q)| q.edns.as_ref().unwrap().flags().dnssec_ok)
+        );
     }
 
     #[test]
