@@ -21,5 +21,6 @@ pub mod fprint;
 pub mod grade;
 pub mod policy;
 
+pub use client::{ClientContext, HandshakeError, StartProps, TlsInfo, TlsStream, Trust};
 pub use dane::{DaneLookup, TlsaRecord};
 pub use policy::{Level, Policy, PolicyError, Resolution, Settings};
