@@ -69,6 +69,8 @@ pub struct Envelope<'a> {
     pub mail: &'a [u8],
     pub rcpts: Vec<&'a [u8]>,
     pub proto: &'a str,
+    /// The TLS session the message came over (`TlsRecord::describe`).
+    pub tls: Option<&'a str>,
 }
 
 /// One message being recorded into `--dir`.
@@ -88,6 +90,9 @@ impl MessageFile {
             header(&mut h, "X-Sink-Rcpt", r);
         }
         header(&mut h, "X-Sink-Proto", env.proto.as_bytes());
+        if let Some(t) = env.tls {
+            header(&mut h, "X-Sink-TLS", t.as_bytes());
+        }
         h.extend_from_slice(b"\r\n");
         file.write(&h)?;
         Ok(MessageFile {
@@ -182,6 +187,7 @@ mod tests {
             mail: b"<a@x.test> SIZE=5",
             rcpts: vec![b"<b@x.test>", b"<c@x.test> NOTIFY=NEVER"],
             proto: "ESMTP",
+            tls: None,
         };
         let mut m = MessageFile::create(dir.path(), &env).unwrap();
         m.write(b"Subject: hi\r\n\r\nbody\r\n").unwrap();

@@ -13,8 +13,8 @@ pub const DANE_FLAG_NO_DANE_EE_NAMECHECKS: c_ulong = 1;
 /// RFC 6125: no partial-label wildcards such as `foo*.example.com`.
 pub const X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS: c_uint = 0x4;
 
-pub const SSL_CTRL_GET_PEER_SIGNATURE_NID: c_int = 132;
-pub const SSL_CTRL_GET_SIGNATURE_NID: c_int = 164;
+pub const SSL_CTRL_GET_PEER_SIGNATURE_NID: c_int = 108;
+pub const SSL_CTRL_GET_SIGNATURE_NID: c_int = 132;
 
 unsafe extern "C" {
     pub fn SSL_CTX_dane_enable(ctx: *mut SSL_CTX) -> c_int;
