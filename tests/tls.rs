@@ -707,7 +707,7 @@ fn handshake_failure_and_timeout() {
     let s = settings(Level::May);
     let p = resolve(&s, None, "example.test", "mx.example.test");
     let o = starttls(&s, &plain, &p, "mx.example.test");
-    let e = o.result.err().expect("handshake must fail");
+    let e = o.result.expect_err("handshake must fail");
     assert_eq!(
         (e.status, e.reason),
         ("4.7.5", "Cannot start TLS: handshake failure")

@@ -11,8 +11,10 @@
 //! * `client`: the OpenSSL client context, the handshake over any `conn::Stream`, the
 //!   trust decision (Anonymous, Untrusted, Trusted, Verified), the session cache and the
 //!   log and error texts Postfix produces.
+//! * `smtp`: the STARTTLS decisions and failure texts of smtp_proto.c / smtp_connect.c.
 //!
-//! The session layer drives STARTTLS; nothing here speaks SMTP.
+//! The session layer drives STARTTLS (see `smtp` for the order of calls); nothing here
+//! reads or writes SMTP itself.
 
 pub mod client;
 pub mod dane;
@@ -20,6 +22,7 @@ mod ffi;
 pub mod fprint;
 pub mod grade;
 pub mod policy;
+pub mod smtp;
 
 pub use client::{ClientContext, HandshakeError, StartProps, TlsInfo, TlsStream, Trust};
 pub use dane::{DaneLookup, TlsaRecord};

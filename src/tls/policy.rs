@@ -1025,6 +1025,39 @@ mod tests {
     }
 
     #[test]
+    fn settings_from_config() {
+        use crate::config::Mode;
+        let mut cfg = Config::builtin(Mode::Smtp, "smtp");
+        let s = Settings::from_config(&cfg).unwrap();
+        assert_eq!(s.level, Level::None);
+        assert_eq!(s.protocols, ">=TLSv1");
+        assert_eq!(s.secure_cert_match, "nexthop, dot-nexthop");
+        assert_eq!(s.insecure_mx_policy, Level::May);
+        assert_eq!(s.verify_depth, 9);
+        assert_eq!(s.cipher_lists, CipherLists::default());
+        // The insecure-MX default follows the level (a $-expression in main.cf terms).
+        cfg.set("smtp_tls_security_level", "dane");
+        let s = Settings::from_config(&cfg).unwrap();
+        assert_eq!((s.level, s.insecure_mx_policy), (Level::Dane, Level::Dane));
+        cfg.set("smtp_tls_security_level", "");
+        cfg.set("smtp_enforce_tls", "yes");
+        assert_eq!(Settings::from_config(&cfg).unwrap().level, Level::Verify);
+        cfg.set("smtp_tls_security_level", "bogus");
+        assert_eq!(
+            Settings::from_config(&cfg).unwrap_err(),
+            "invalid tls security level: \"bogus\""
+        );
+        // LMTP reads the lmtp_ twins.
+        let mut cfg = Config::builtin(Mode::Lmtp, "lmtp");
+        cfg.set("lmtp_tls_security_level", "encrypt");
+        cfg.set("lmtp_tls_servername", "hostname");
+        let s = Settings::from_config(&cfg).unwrap();
+        assert_eq!(s.level, Level::Encrypt);
+        assert_eq!(s.servername, "hostname");
+        assert_eq!(s.servername_param, "lmtp_tls_servername");
+    }
+
+    #[test]
     fn levels_order_and_names() {
         assert!(Level::Secure > Level::Verify && Level::Verify > Level::DaneOnly);
         assert!(Level::Fingerprint.must_match() && !Level::Encrypt.must_match());
