@@ -771,3 +771,87 @@ fn sessions_resume_only_under_the_same_policy() {
     assert!(!info(&other).reused);
     assert_eq!(info(&other).trust, Trust::Untrusted);
 }
+
+#[test]
+fn sni_follows_servername_and_dane_base() {
+    let sink = sink_with("srv", false, None);
+    let s = settings(Level::May);
+    let p = resolve(&s, None, "example.test", "mx.example.test");
+    let o = starttls(&s, &sink, &p, "mx.example.test");
+    assert_eq!(o.sink.last().unwrap().sni, None);
+    let p = resolve(
+        &s,
+        Some("may servername=hostname"),
+        "example.test",
+        "mx.example.test",
+    );
+    let o = starttls(&s, &sink, &p, "mx.example.test");
+    assert_eq!(
+        o.sink.last().unwrap().sni.as_deref(),
+        Some("mx.example.test")
+    );
+    let p = resolve(
+        &s,
+        Some("may servername=sni.example.test"),
+        "example.test",
+        "mx",
+    );
+    let o = starttls(&s, &sink, &p, "mx");
+    assert_eq!(
+        o.sink.last().unwrap().sni.as_deref(),
+        Some("sni.example.test")
+    );
+    let n = Settings {
+        servername: "nexthop".into(),
+        ..s.clone()
+    };
+    let p = resolve(&n, None, "example.test", "mx");
+    let o = starttls(&n, &sink, &p, "mx");
+    assert_eq!(o.sink.last().unwrap().sni.as_deref(), Some("example.test"));
+    // DANE: the TLSA base domain, whatever servername says.
+    let ca = sha256_hex(&["x509", "-in", "ca.pem", "-outform", "DER"]);
+    let p = dane_policy(vec![TlsaRecord::new(2, 0, 1, ca)]);
+    let o = starttls(&n, &sink, &p, "mx.example.test");
+    assert_eq!(
+        o.sink.last().unwrap().sni.as_deref(),
+        Some("mx.example.test")
+    );
+}
+
+#[test]
+fn trust_anchor_file_replaces_the_ca_store() {
+    let sink = sink_with("srv", false, None);
+    // No CAfile: only the tafile makes the chain trusted.
+    let s = Settings {
+        level: Level::Verify,
+        ..Settings::default()
+    };
+    let ta = pki().p("ca.pem");
+    let p = resolve(
+        &s,
+        Some(&format!("verify tafile={ta}")),
+        "example.test",
+        "mx.example.test",
+    );
+    assert_eq!(p.tlsa[0].usage, 2);
+    let i = info(&starttls(&s, &sink, &p, "mx.example.test")).clone();
+    assert_eq!(i.trust, Trust::Verified);
+    // Names are still checked.
+    let p = resolve(
+        &s,
+        Some(&format!("verify tafile={ta}")),
+        "example.test",
+        "other.test",
+    );
+    let i = info(&starttls(&s, &sink, &p, "other.test")).clone();
+    assert_eq!(i.trust, Trust::Untrusted);
+    // Without it, the same policy has no trust at all.
+    let p = resolve(&s, None, "example.test", "mx.example.test");
+    let i = info(&starttls(&s, &sink, &p, "mx.example.test")).clone();
+    assert_eq!(i.trust, Trust::Untrusted);
+    assert!(
+        i.verify_failure
+            .unwrap()
+            .contains("untrusted issuer /CN=Test CA")
+    );
+}
