@@ -855,3 +855,107 @@ fn trust_anchor_file_replaces_the_ca_store() {
             .contains("untrusted issuer /CN=Test CA")
     );
 }
+
+#[test]
+fn messages_over_tls_are_recorded_with_the_session() {
+    let k = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = sink::spawn(SinkConfig {
+        quiet: true,
+        dir: Some(dir.path().to_path_buf()),
+        tls: Some(SinkTls {
+            cert: k.path.join("srv-chain.pem"),
+            key: Some(k.path.join("srv.key")),
+            wrapper: true,
+            inject: None,
+        }),
+        ..SinkConfig::default()
+    })
+    .unwrap();
+    let s = Settings {
+        cert_file: k.p("client.pem"),
+        key_file: k.p("client.key"),
+        ..settings(Level::Encrypt)
+    };
+    let p = resolve(
+        &s,
+        Some("encrypt protocols=<=TLSv1.2"),
+        "example.test",
+        "mx",
+    );
+    let ctx = ClientContext::new(&s).unwrap();
+    let props = StartProps {
+        policy: &p,
+        nexthop: "example.test",
+        host: "mx",
+        namaddr: "mx[127.0.0.1]:465",
+        serverid: "rec",
+        timeout: Duration::from_secs(10),
+    };
+    let (tls, i) = ctx
+        .start(Box::new(TcpStream::connect(sink.addr()).unwrap()), &props)
+        .unwrap();
+    let mut c = Conn::new(Box::new(tls), false);
+    read_reply(&mut c);
+    chat(&mut c, "EHLO client.test");
+    chat(&mut c, "MAIL FROM:<a@example.test>");
+    chat(&mut c, "RCPT TO:<b@example.test>");
+    chat(&mut c, "DATA");
+    assert!(chat(&mut c, "Subject: t\r\n\r\nbody\r\n.")[0].starts_with("250"));
+    chat(&mut c, "QUIT");
+    sink.stop();
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    assert_eq!(files.len(), 1);
+    let text = String::from_utf8(std::fs::read(&files[0]).unwrap()).unwrap();
+    let want = format!(
+        "X-Sink-TLS: TLSv1.2 {} client-cert=client.test\r\n",
+        i.cipher
+    );
+    assert!(text.contains(&want), "{text}");
+}
+
+#[test]
+fn engine_setup_errors_are_reported() {
+    let s = Settings {
+        ca_file: "/nonexistent/ca.pem".into(),
+        ..Settings::default()
+    };
+    let e = ClientContext::new(&s).err().unwrap();
+    assert_eq!(
+        e[0],
+        "cannot load Certification Authority data, CAfile=\"/nonexistent/ca.pem\": disabling TLS support"
+    );
+    // The key defaults to the certificate file, which here has no key.
+    let s = Settings {
+        cert_file: pki().p("client.pem"),
+        ..Settings::default()
+    };
+    let e = ClientContext::new(&s).err().unwrap();
+    assert_eq!(
+        e[0],
+        format!(
+            "cannot get RSA private key from file \"{}\": disabling TLS support",
+            pki().p("client.pem")
+        )
+    );
+    let s = Settings {
+        cert_file: pki().p("client.pem"),
+        key_file: pki().p("srv.key"),
+        ..Settings::default()
+    };
+    let e = ClientContext::new(&s).err().unwrap();
+    assert!(
+        e[0].starts_with("cannot get RSA private key from file"),
+        "{e:?}"
+    );
+    assert!(e[1].contains("key values mismatch"), "{e:?}");
+    let s = Settings {
+        fingerprint_digest: "sha3000".into(),
+        ..Settings::default()
+    };
+    assert!(ClientContext::new(&s).is_err());
+}

@@ -349,23 +349,28 @@ impl ClientContext {
             }
         }
         b.set_verify_depth(settings.verify_depth.saturating_add(1));
-        for (cert, key) in [
-            (&settings.cert_file, &settings.key_file),
-            (&settings.dcert_file, &settings.dkey_file),
-            (&settings.eccert_file, &settings.eckey_file),
-        ] {
-            if cert.is_empty() {
-                continue;
-            }
-            let key = if key.is_empty() { cert } else { key };
-            load_pair(&mut b, cert, key)?;
-        }
-        for f in settings
+        // smtp_tls_chain_files, when set, replaces the per-algorithm parameters.
+        let chains: Vec<&str> = settings
             .chain_files
             .split([',', ' ', '\t', '\r', '\n'])
             .filter(|s| !s.is_empty())
-        {
-            load_pair(&mut b, f, f)?;
+            .collect();
+        if chains.is_empty() {
+            for (kind, cert, key) in [
+                ("RSA", &settings.cert_file, &settings.key_file),
+                ("DSA", &settings.dcert_file, &settings.dkey_file),
+                ("ECDSA", &settings.eccert_file, &settings.eckey_file),
+            ] {
+                if cert.is_empty() {
+                    continue;
+                }
+                let key = if key.is_empty() { cert } else { key };
+                load_pair(&mut b, kind, cert, key)?;
+            }
+        } else {
+            for f in chains {
+                load_pair(&mut b, "chain", f, f)?;
+            }
         }
         // SAFETY: the builder owns a valid SSL_CTX for the duration of these calls; the
         // digest pointer is a static OpenSSL method table.
@@ -657,23 +662,31 @@ fn ca_args(cafile: Option<&str>, capath: Option<&str>) -> String {
     }
 }
 
-fn load_pair(b: &mut SslContextBuilder, cert: &str, key: &str) -> Result<(), Vec<String>> {
+fn load_pair(
+    b: &mut SslContextBuilder,
+    kind: &str,
+    cert: &str,
+    key: &str,
+) -> Result<(), Vec<String>> {
     if let Err(e) = b.set_certificate_chain_file(cert) {
-        let mut v = vec![format!("cannot get certificate from file \"{cert}\"")];
-        v.extend(errors(&e));
-        return Err(v);
-    }
-    if let Err(e) = b.set_private_key_file(key, SslFiletype::PEM) {
-        let mut v = vec![format!("cannot get private key from file \"{key}\"")];
-        v.extend(errors(&e));
-        return Err(v);
-    }
-    if let Err(e) = b.check_private_key() {
         let mut v = vec![format!(
-            "key in file \"{key}\" does not match certificate in file \"{cert}\""
+            "cannot get {kind} certificate from file \"{cert}\": disabling TLS support"
         )];
         v.extend(errors(&e));
         return Err(v);
+    }
+    // OpenSSL also compares the key with the certificate here.
+    if let Err(e) = b.set_private_key_file(key, SslFiletype::PEM) {
+        let mut v = vec![format!(
+            "cannot get {kind} private key from file \"{key}\": disabling TLS support"
+        )];
+        v.extend(errors(&e));
+        return Err(v);
+    }
+    if b.check_private_key().is_err() {
+        return Err(vec![format!(
+            "{kind} private key in {key} does not match public key in {cert}: disabling TLS support"
+        )]);
     }
     Ok(())
 }
