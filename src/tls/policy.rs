@@ -241,6 +241,9 @@ pub struct Settings {
     pub session_cache_timeout: Duration,
     pub wrappermode: bool,
     pub note_starttls_offer: bool,
+    /// smtp_tls_loglevel as a number: 0 logs only verification problems at matching
+    /// levels, 1 and up also the "... TLS connection established ..." summary.
+    pub loglevel: u32,
 }
 
 impl Default for Settings {
@@ -280,6 +283,7 @@ impl Default for Settings {
             session_cache_timeout: Duration::from_secs(3600),
             wrappermode: false,
             note_starttls_offer: false,
+            loglevel: 0,
         }
     }
 }
@@ -369,8 +373,15 @@ impl Settings {
             session_cache_timeout: cfg.time("smtp_tls_session_cache_timeout"),
             wrappermode: cfg.bool("smtp_tls_wrappermode"),
             note_starttls_offer: cfg.bool("smtp_tls_note_starttls_offer"),
+            loglevel: loglevel(&cfg.get("smtp_tls_loglevel")),
         })
     }
+}
+
+/// smtp_tls_loglevel as a number (0-4); Postfix's keyword forms are not read here and
+/// count as 0.
+fn loglevel(v: &str) -> u32 {
+    v.trim().parse().unwrap_or(0)
 }
 
 /// The keys Postfix tries in smtp_tls_policy_maps for a next-hop destination: the
@@ -1034,6 +1045,7 @@ mod tests {
         assert_eq!(s.secure_cert_match, "nexthop, dot-nexthop");
         assert_eq!(s.insecure_mx_policy, Level::May);
         assert_eq!(s.verify_depth, 9);
+        assert_eq!(s.loglevel, 0);
         assert_eq!(s.cipher_lists, CipherLists::default());
         // The insecure-MX default follows the level (a $-expression in main.cf terms).
         cfg.set("smtp_tls_security_level", "dane");
