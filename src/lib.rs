@@ -19,4 +19,5 @@ pub mod sasl;
 pub mod session;
 pub mod sink;
 pub mod sysexits;
+pub mod tls;
 pub mod transaction;

@@ -373,6 +373,19 @@ impl Resolver {
         })
     }
 
+    /// TLSA records of a service, `_port._proto.host`, always asked with DNSSEC (DO bit, AD
+    /// flag) since DANE may use only authenticated answers; the caller reads `authentic`.
+    /// `host` is the (already fully qualified) MX or host name, without a trailing dot.
+    pub fn tlsa_service(
+        &self,
+        port: u16,
+        proto: &str,
+        host: &str,
+    ) -> Result<Answer<Tlsa>, DnsError> {
+        self.with_dnssec(true)
+            .tlsa(&format!("_{port}._{proto}.{host}"))
+    }
+
     fn lookup<T>(
         &self,
         name: &str,
@@ -1269,6 +1282,136 @@ mod tests {
         assert_eq!(t.records.len(), 1);
         let (u, s, m, d) = t.records[0].clone().into();
         assert_eq!((u, s, m, d), (3, 1, 1, vec![0xab; 32]));
+    }
+
+    #[test]
+    fn tlsa_service_asks_with_dnssec() {
+        let srv = FakeServer::start(|q, _| {
+            let n = qname(q);
+            vec![reply(q, |m| {
+                if n == "_25._tcp.secure.example" {
+                    m.metadata.authentic_data = true;
+                }
+                m.add_answer(Record::from_rdata(
+                    Name::from_ascii(format!("{n}.")).unwrap(),
+                    300,
+                    RData::TLSA(TLSA::new(2.into(), 0.into(), 1.into(), vec![7; 32])),
+                ));
+            })]
+        });
+        let r = srv.resolver();
+        let t = r.tlsa_service(25, "tcp", "secure.example").unwrap();
+        assert!(t.authentic);
+        assert_eq!(t.records[0].usage, 2);
+        let t = r.tlsa_service(587, "tcp", "plain.example").unwrap();
+        assert!(!t.authentic);
+        let qs = srv.queries();
+        assert_eq!(qname(&qs[0].1), "_25._tcp.secure.example");
+        assert_eq!(qname(&qs[1].1), "_587._tcp.plain.example");
+        assert!(
+            qs.iter()
+                .all(|(_, q)| q.edns.as_ref().unwrap().flags().dnssec_ok)
+        );
+    }
+
+    #[test]
+    fn dane_tlsa_lookup_classes() {
+        use crate::tls::dane::{self, DaneLookup, TlsaRecord};
+        let srv = FakeServer::start(|q, _| {
+            let n = qname(q);
+            vec![reply(q, |m| {
+                m.metadata.authentic_data = !n.contains("unsigned");
+                let rec = |u: u8| {
+                    Record::from_rdata(
+                        Name::from_ascii(format!("{n}.")).unwrap(),
+                        300,
+                        RData::TLSA(TLSA::new(u.into(), 1.into(), 1.into(), vec![9; 32])),
+                    )
+                };
+                match n.as_str() {
+                    "_25._tcp.mx.secure.example"
+                    | "_25._tcp.target.example"
+                    | "_25._tcp.mx.unsigned.example" => {
+                        m.add_answer(rec(3));
+                    }
+                    "_25._tcp.pkix.example" => {
+                        m.add_answer(rec(1));
+                    }
+                    "_25._tcp.broken.example" => {
+                        m.metadata.response_code = ResponseCode::ServFail;
+                    }
+                    _ => m.metadata.response_code = ResponseCode::NXDomain,
+                };
+            })]
+        });
+        let r = srv.resolver();
+        let ee = vec![TlsaRecord::new(3, 1, 1, vec![9; 32])];
+        let (res, _) = dane::lookup(
+            &r,
+            25,
+            "mx.secure.example",
+            "mx.secure.example",
+            true,
+            false,
+        );
+        assert_eq!(
+            res,
+            Ok(DaneLookup::Records {
+                base: "mx.secure.example".into(),
+                records: ee.clone()
+            })
+        );
+        // The CNAME target is tried first and becomes the base domain.
+        let (res, _) = dane::lookup(&r, 25, "alias.example", "target.example", true, false);
+        assert_eq!(
+            res,
+            Ok(DaneLookup::Records {
+                base: "target.example".into(),
+                records: ee
+            })
+        );
+        // ... and when it has none, the original name.
+        let (res, _) = dane::lookup(&r, 25, "mx.secure.example", "nothing.example", true, false);
+        assert!(matches!(res, Ok(DaneLookup::Records { base, .. }) if base == "mx.secure.example"));
+        // Unsigned answers, NXDOMAIN and usage 1 only.
+        let (res, _) = dane::lookup(
+            &r,
+            25,
+            "mx.unsigned.example",
+            "mx.unsigned.example",
+            true,
+            false,
+        );
+        assert_eq!(res, Ok(DaneLookup::NotFound));
+        let (res, _) = dane::lookup(&r, 25, "none.example", "none.example", true, false);
+        assert_eq!(res, Ok(DaneLookup::NotFound));
+        let (res, w) = dane::lookup(&r, 25, "pkix.example", "pkix.example", true, false);
+        assert_eq!(res, Ok(DaneLookup::Unusable));
+        assert_eq!(w.len(), 1);
+        let (res, w) = dane::lookup(&r, 25, "broken.example", "broken.example", true, false);
+        assert!(res.is_err());
+        assert!(w[0].starts_with("DANE TLSA lookup problem: "), "{w:?}");
+        // An insecure host name gets no TLSA query unless forced.
+        let before = srv.queries().len();
+        let (res, _) = dane::lookup(
+            &r,
+            25,
+            "mx.secure.example",
+            "mx.secure.example",
+            false,
+            false,
+        );
+        assert_eq!(res, Ok(DaneLookup::NotFound));
+        assert_eq!(srv.queries().len(), before);
+        let (res, _) = dane::lookup(
+            &r,
+            25,
+            "mx.secure.example",
+            "mx.secure.example",
+            false,
+            true,
+        );
+        assert!(matches!(res, Ok(DaneLookup::Records { .. })));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! Submodules: `script` (reply/delay spec parser), `server` (listener and
 //! accept loop), `session` (protocol engine), `record` (message files and
-//! wire logs).
+//! wire logs), `tls` (STARTTLS and implicit TLS).
 
 mod auth;
 mod record;
@@ -14,9 +14,11 @@ mod server;
 mod session;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use auth::AuthConfig;
 pub use script::{Lines, Matcher, Phase, Reply, Script, Selector, parse_duration};
+pub use tls::{SinkTls, TlsRecord};
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
@@ -63,6 +65,11 @@ usage: outpost sink [options] LISTEN
   --quiet               no per-event log on stderr
   --max-line N          reject command lines longer than N with 500
   --timeout DURATION    idle timeout per read/write (default 300s; 0 = none)
+  --tls-cert FILE       offer STARTTLS with this PEM certificate (chain)
+  --tls-key FILE        its private key (default: the --tls-cert file)
+  --tls-wrapper         implicit TLS: handshake before the greeting
+  --tls-inject LINE     send LINE right after the 220 to STARTTLS, in the same
+                        packet, before the handshake (response injection test)
   -h, --help            show this help
 ";
 
@@ -98,6 +105,8 @@ pub struct SinkConfig {
     /// Verified SMTP AUTH (`--auth-user` etc.); None keeps the permissive AUTH of a
     /// plain `--caps AUTH ...` entry, which accepts anything.
     pub auth: Option<AuthConfig>,
+    /// STARTTLS / implicit TLS (`--tls-*`).
+    pub tls: Option<SinkTls>,
 }
 
 impl Default for SinkConfig {
@@ -117,6 +126,7 @@ impl Default for SinkConfig {
             max_line: None,
             timeout: Duration::from_secs(300),
             auth: None,
+            tls: None,
         }
     }
 }
@@ -152,6 +162,15 @@ fn options() -> getopts::Options {
     o.optflag("", "quiet", "no event log");
     o.optopt("", "max-line", "maximal command line length", "N");
     o.optopt("", "timeout", "idle timeout", "DURATION");
+    o.optopt("", "tls-cert", "PEM certificate", "FILE");
+    o.optopt("", "tls-key", "PEM private key", "FILE");
+    o.optflag("", "tls-wrapper", "implicit TLS");
+    o.optopt(
+        "",
+        "tls-inject",
+        "line injected after the 220 to STARTTLS",
+        "LINE",
+    );
     o.optflag("h", "help", "show help");
     o
 }
@@ -230,6 +249,27 @@ impl SinkConfig {
         } else if m.opt_present("auth-pass") || m.opt_present("auth-mechs") {
             return Err("--auth-pass and --auth-mechs need --auth-user".into());
         }
+        match m.opt_str("tls-cert") {
+            Some(c) => {
+                let inject = m.opt_str("tls-inject");
+                if let Some(i) = &inject {
+                    no_controls("--tls-inject", i)?;
+                }
+                cfg.tls = Some(SinkTls {
+                    cert: PathBuf::from(c),
+                    key: m.opt_str("tls-key").map(PathBuf::from),
+                    wrapper: m.opt_present("tls-wrapper"),
+                    inject,
+                });
+            }
+            None => {
+                for o in ["tls-key", "tls-wrapper", "tls-inject"] {
+                    if m.opt_present(o) {
+                        return Err(format!("--{o} needs --tls-cert"));
+                    }
+                }
+            }
+        }
         for spec in m.opt_strs("reply") {
             cfg.script
                 .add_reply(&spec)
@@ -261,6 +301,14 @@ impl SinkHandle {
     /// Number of completed DATA transfers so far.
     pub fn messages(&self) -> u64 {
         self.shared.messages.load(Ordering::SeqCst)
+    }
+
+    /// The TLS handshakes so far, in order.
+    pub fn tls_records(&self) -> Vec<TlsRecord> {
+        match &self.shared.tls {
+            Some(t) => t.records.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            None => Vec::new(),
+        }
     }
 
     /// Stops accepting, closes all open sessions and waits for the server.
@@ -302,7 +350,15 @@ pub fn spawn(cfg: SinkConfig) -> io::Result<SinkHandle> {
     let (waker_tx, waker_rx) = UnixStream::pair()?;
     waker_tx.set_nonblocking(true)?;
     waker_rx.set_nonblocking(true)?;
-    let shared = Arc::new(server::Shared::new(cfg, waker_tx));
+    let tls = match &cfg.tls {
+        Some(t) => {
+            Some(tls::Server::new(t).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?)
+        }
+        None => None,
+    };
+    let mut shared = server::Shared::new(cfg, waker_tx);
+    shared.tls = tls;
+    let shared = Arc::new(shared);
     let sh = Arc::clone(&shared);
     let thread = thread::Builder::new()
         .name("outpost-sink".into())

@@ -71,6 +71,8 @@ pub struct Envelope<'a> {
     pub proto: &'a str,
     /// "MECHANISM user" when the client authenticated.
     pub auth: Option<&'a str>,
+    /// The TLS session the message came over (`TlsRecord::describe`).
+    pub tls: Option<&'a str>,
 }
 
 /// One message being recorded into `--dir`.
@@ -92,6 +94,9 @@ impl MessageFile {
         header(&mut h, "X-Sink-Proto", env.proto.as_bytes());
         if let Some(a) = env.auth {
             header(&mut h, "X-Sink-Auth", a.as_bytes());
+        }
+        if let Some(t) = env.tls {
+            header(&mut h, "X-Sink-TLS", t.as_bytes());
         }
         h.extend_from_slice(b"\r\n");
         file.write(&h)?;
@@ -188,6 +193,7 @@ mod tests {
             rcpts: vec![b"<b@x.test>", b"<c@x.test> NOTIFY=NEVER"],
             proto: "ESMTP",
             auth: None,
+            tls: None,
         };
         let mut m = MessageFile::create(dir.path(), &env).unwrap();
         m.write(b"Subject: hi\r\n\r\nbody\r\n").unwrap();

@@ -67,6 +67,8 @@ pub(crate) fn parse_listen(s: &str) -> Result<ListenSpec, String> {
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// After STARTTLS or with --tls-wrapper (see tls.rs).
+    Tls(super::tls::Conn),
 }
 
 impl Stream {
@@ -74,6 +76,7 @@ impl Stream {
         Ok(match self {
             Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
             Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+            Stream::Tls(s) => Stream::Tls(s.try_clone()?),
         })
     }
 
@@ -81,6 +84,10 @@ impl Stream {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tls(s) => {
+                s.raw.shutdown();
+                Ok(())
+            }
         };
     }
 
@@ -96,6 +103,7 @@ impl Stream {
                 s.set_read_timeout(t)?;
                 s.set_write_timeout(t)
             }
+            Stream::Tls(s) => s.raw.set_timeouts(t.unwrap_or_default()),
         }
     }
 
@@ -106,6 +114,7 @@ impl Stream {
                 .map(|a| a.to_string())
                 .unwrap_or_else(|_| "unknown".into()),
             Stream::Unix(_) => "unix".into(),
+            Stream::Tls(s) => s.raw.peer(),
         }
     }
 
@@ -116,6 +125,7 @@ impl Stream {
                 s.set_nodelay(true)
             }
             Stream::Unix(s) => s.set_nonblocking(false),
+            Stream::Tls(s) => s.raw.prepare(),
         }
     }
 }
@@ -125,6 +135,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -134,6 +145,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
         }
     }
 
@@ -141,6 +153,7 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write_vectored(bufs),
             Stream::Unix(s) => s.write_vectored(bufs),
+            Stream::Tls(s) => s.write_vectored(bufs),
         }
     }
 
@@ -215,6 +228,8 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     pub(crate) draining: AtomicBool,
     pub(crate) messages: AtomicU64,
+    /// Set when the sink has a TLS certificate.
+    pub(crate) tls: Option<super::tls::Server>,
     conns: Mutex<HashMap<u64, Stream>>,
     waker: UnixStream,
 }
@@ -226,6 +241,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             messages: AtomicU64::new(0),
+            tls: None,
             conns: Mutex::new(HashMap::new()),
             waker,
         }

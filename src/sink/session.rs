@@ -15,6 +15,7 @@ use super::auth::{Exchange, Step, Verdict};
 use super::record::{Envelope, MessageFile, RawLog};
 use super::script::{Lines, Phase, Reply};
 use super::server::{Shared, Stream};
+use super::tls::TlsRecord;
 
 /// Command lines longer than this drop the connection (without --max-line).
 const HARD_MAX_LINE: usize = 1 << 20;
@@ -72,6 +73,8 @@ struct Session<'a> {
     rcpts: Vec<Rcpt>,
     counts: [u64; Phase::COUNT],
     messages: u64,
+    /// The TLS session in use, once STARTTLS (or the wrapper) succeeded.
+    tls: Option<TlsRecord>,
 }
 
 /// Runs one session to completion; never panics on client input.
@@ -81,6 +84,21 @@ pub(crate) fn run(sh: &Shared, id: u64, stream: Stream) {
     if let Err(e) = stream.set_timeouts(cfg.timeout) {
         sh.log(&format!("#{id}: cannot set timeouts: {e}"));
     }
+    let mut tls = None;
+    let stream = match (&sh.tls, cfg.tls.as_ref().is_some_and(|t| t.wrapper)) {
+        (Some(server), true) => match server.accept(id, stream, cfg.timeout) {
+            Ok((s, rec)) => {
+                sh.log(&format!("#{id}: TLS established: {}", rec.describe()));
+                tls = Some(rec);
+                s
+            }
+            Err(e) => {
+                sh.log(&format!("#{id}: TLS handshake failed: {e}"));
+                return;
+            }
+        },
+        _ => stream,
+    };
     let wstream = match stream.try_clone() {
         Ok(s) => s,
         Err(e) => {
@@ -116,6 +134,7 @@ pub(crate) fn run(sh: &Shared, id: u64, stream: Stream) {
         rcpts: Vec::new(),
         counts: [0; Phase::COUNT],
         messages: 0,
+        tls,
     };
     s.log(&format!("connect from {peer}"));
     if let Err(e) = s.serve() {
@@ -516,9 +535,12 @@ impl Session<'_> {
                     "2.0.0 Cannot VRFY user, but will accept message and attempt delivery",
                 ),
             ),
-            "STARTTLS" if self.offers("STARTTLS") => {
+            "STARTTLS" if self.offers("STARTTLS") || self.starttls_offered() => {
                 if !arg.is_empty() {
                     return self.error(501, "5.5.4 Syntax: STARTTLS");
+                }
+                if self.sh.tls.is_some() {
+                    return self.starttls();
                 }
                 self.simple(
                     Phase::Starttls,
@@ -544,9 +566,16 @@ impl Session<'_> {
         } else if phase == Phase::Ehlo && !self.cfg.esmtp {
             Lines::one(502, "5.5.2 Error: command not recognized")
         } else {
-            let mut texts = Vec::with_capacity(self.cfg.caps.len() + 1);
+            let mut texts = Vec::with_capacity(self.cfg.caps.len() + 2);
             texts.push(host);
-            texts.extend(self.cfg.caps.iter().cloned());
+            // Inside TLS, STARTTLS is no longer offered (RFC 3207).
+            texts.extend(
+                self.cfg
+                    .caps
+                    .iter()
+                    .filter(|c| self.tls.is_none() || !c.eq_ignore_ascii_case("STARTTLS"))
+                    .cloned(),
+            );
             // Verified AUTH brings its own keyword unless --caps already has one.
             if let Some(a) = &self.cfg.auth
                 && !self.cfg.caps.iter().any(|c| {
@@ -556,6 +585,9 @@ impl Session<'_> {
                 })
             {
                 texts.push(a.ehlo_keyword());
+            }
+            if self.starttls_offered() && !self.offers("STARTTLS") {
+                texts.push("STARTTLS".into());
             }
             Lines::new(250, &texts)
         };
@@ -686,6 +718,7 @@ impl Session<'_> {
     }
 
     fn start_file(&self, nth: u64) -> (Option<MessageFile>, bool) {
+        let tls_desc = self.tls.as_ref().map(TlsRecord::describe);
         let Some(dir) = self.cfg.dir.as_ref() else {
             return (None, false);
         };
@@ -702,6 +735,7 @@ impl Session<'_> {
                 .collect(),
             proto: self.proto,
             auth: self.auth_info.as_deref(),
+            tls: tls_desc.as_deref(),
         };
         match MessageFile::create(dir, &env) {
             Ok(f) => (Some(f), false),
@@ -806,6 +840,72 @@ impl Session<'_> {
             self.wr.flush()?;
         }
         Ok(Flow::Close)
+    }
+
+    /// STARTTLS is offered automatically with a certificate, until TLS is on.
+    fn starttls_offered(&self) -> bool {
+        self.sh.tls.is_some()
+            && self.tls.is_none()
+            && !self.cfg.tls.as_ref().is_some_and(|t| t.wrapper)
+    }
+
+    /// Answers STARTTLS (scripted replies apply); after a 2xx runs the handshake and
+    /// forgets the plaintext state as RFC 3207 requires. Input pipelined after STARTTLS
+    /// is discarded, so it can never be taken as TLS-protected.
+    fn starttls(&mut self) -> io::Result<Flow> {
+        if self.tls.is_some() {
+            return self.error(554, "5.5.1 Error: TLS already active");
+        }
+        let n = self.bump(Phase::Starttls);
+        let def = Lines::one(220, "2.0.0 Ready to start TLS");
+        let inject = self.cfg.tls.as_ref().and_then(|t| t.inject.clone());
+        let code = match self.cfg.script.reply(Phase::Starttls, None, n) {
+            // Injection: the 220 and the extra line leave in one write.
+            None if inject.is_some() => {
+                let mut b = def.to_wire("\r\n");
+                if let Some(i) = inject {
+                    b.extend_from_slice(i.as_bytes());
+                    b.extend_from_slice(b"\r\n");
+                }
+                self.write_raw(&b)?;
+                220
+            }
+            _ => match self.respond(Phase::Starttls, None, n, def)? {
+                Sent::Closed => return Ok(Flow::Close),
+                Sent::Code(c) => c,
+            },
+        };
+        if !(200..300).contains(&code) {
+            return Ok(Flow::Continue);
+        }
+        self.wr.flush()?;
+        let pending = self.rd.buffer().len();
+        if pending > 0 {
+            self.log(&format!(
+                "discarding {pending} bytes sent before the TLS handshake"
+            ));
+            self.rd.consume(pending);
+        }
+        let Some(server) = self.sh.tls.as_ref() else {
+            return Ok(Flow::Close);
+        };
+        let raw = self.rd.get_ref().try_clone()?;
+        match server.accept(self.id, raw, self.cfg.timeout) {
+            Ok((s, rec)) => {
+                self.log(&format!("TLS established: {}", rec.describe()));
+                let w = s.try_clone()?;
+                self.rd = BufReader::with_capacity(64 * 1024, s);
+                self.wr = BufWriter::with_capacity(64 * 1024, w);
+                self.tls = Some(rec);
+                self.reset();
+                self.helo = None;
+                Ok(Flow::Continue)
+            }
+            Err(e) => {
+                self.log(&format!("TLS handshake failed: {e}"));
+                Ok(Flow::Close)
+            }
+        }
     }
 
     fn auth(&mut self, arg: &[u8]) -> io::Result<Flow> {

@@ -545,3 +545,37 @@ fn robust_against_garbage_input() {
     let mut c = Client::tcp(&h);
     assert!(c.last().starts_with("220"));
 }
+
+#[test]
+fn tls_options() {
+    let c = SinkConfig::from_args(&args(&[
+        "--tls-cert",
+        "c.pem",
+        "--tls-wrapper",
+        "--tls-inject",
+        "250 injected",
+        ":0",
+    ]))
+    .unwrap();
+    let t = c.tls.unwrap();
+    assert!(t.wrapper);
+    assert_eq!(t.inject.as_deref(), Some("250 injected"));
+    assert_eq!(t.key, None);
+    assert_eq!(
+        SinkConfig::from_args(&args(&["--tls-wrapper", ":0"])).unwrap_err(),
+        "--tls-wrapper needs --tls-cert"
+    );
+    assert!(
+        SinkConfig::from_args(&args(&["--tls-cert", "c", "--tls-inject", "a\rb", ":0"])).is_err()
+    );
+    // A certificate that cannot be loaded stops the sink from starting.
+    let cfg = SinkConfig {
+        tls: Some(SinkTls {
+            cert: "/nonexistent/cert.pem".into(),
+            ..SinkTls::default()
+        }),
+        ..SinkConfig::default()
+    };
+    let e = spawn(cfg).err().unwrap();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+}

@@ -1,0 +1,1218 @@
+//! The TLS client engine: one OpenSSL context per agent, one handshake per connection.
+//!
+//! As in Postfix 3.7, the handshake always completes when the TLS layer itself works;
+//! certificate problems only decide the trust class (Anonymous, Untrusted, Trusted,
+//! Verified) and whether the policy's match requirement is met. Name checks are done by
+//! OpenSSL (SSL_add1_host, no partial wildcards, subjectAltName DNS names before the CN);
+//! fingerprints, DANE records and trust-anchor files go through OpenSSL's DANE verifier.
+//! The caller enforces the outcome: a failed handshake is "Cannot start TLS: handshake
+//! failure" (opportunistic TLS may retry in plaintext), an unmatched certificate at a
+//! matching level is "Server certificate not verified".
+
+use super::dane::TlsaRecord;
+use super::ffi;
+use super::fprint;
+use super::grade;
+use super::policy::{Level, Policy, Settings};
+use crate::session::conn::Stream;
+use foreign_types::{ForeignType, ForeignTypeRef};
+use openssl::error::ErrorStack;
+use openssl::ex_data::Index;
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{Id, PKey, Public};
+use openssl::ssl::{
+    self, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslOptions, SslRef,
+    SslSession, SslSessionCacheMode, SslStream, SslVerifyMode,
+};
+use openssl::x509::{X509NameRef, X509Ref, X509VerifyResult};
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How far the server certificate was authenticated (the first word of the log line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// No certificate (anonymous cipher).
+    Anonymous,
+    /// A certificate whose chain (or name, or DANE/fingerprint match) failed.
+    Untrusted,
+    /// The chain verified; no match was required, or only "half" DANE.
+    Trusted,
+    /// The certificate satisfied the policy's match requirement.
+    Verified,
+}
+
+impl Trust {
+    pub fn name(self) -> &'static str {
+        match self {
+            Trust::Anonymous => "Anonymous",
+            Trust::Untrusted => "Untrusted",
+            Trust::Trusted => "Trusted",
+            Trust::Verified => "Verified",
+        }
+    }
+}
+
+/// What was negotiated, for logging, Received: headers and the policy decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// "host[addr]:port" as used in the log lines.
+    pub namaddr: String,
+    /// The effective level: DANE falls back to encrypt when no TLSA record is usable.
+    pub level: Level,
+    pub protocol: String,
+    pub cipher: String,
+    pub cipher_bits: i32,
+    pub cipher_alg_bits: i32,
+    pub kex_name: String,
+    pub kex_curve: String,
+    pub kex_bits: u32,
+    pub server_sig_name: String,
+    pub server_sig_curve: String,
+    pub server_sig_bits: u32,
+    pub server_sig_digest: String,
+    pub client_sig_name: String,
+    pub client_sig_curve: String,
+    pub client_sig_bits: u32,
+    pub client_sig_digest: String,
+    pub trust: Trust,
+    /// The match requirement of a fingerprint/DANE/verify/secure level was met.
+    pub matched: bool,
+    /// The session was resumed from the cache (no certificate checks were run).
+    pub reused: bool,
+    pub peer_cn: String,
+    pub issuer_cn: String,
+    pub cert_fingerprint: String,
+    pub pkey_fingerprint: String,
+    /// The reference name that matched (SSL_get0_peername), if any.
+    pub verified_name: Option<String>,
+    /// Postfix's info line about why verification failed, when the level requires a
+    /// match and it was not met (to log with msg_info).
+    pub verify_failure: Option<String>,
+}
+
+impl TlsInfo {
+    /// Postfix's summary line (tls_log_summary), e.g. `Verified TLS connection established
+    /// to mx.example.com[192.0.2.1]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384
+    /// (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits)
+    /// server-digest SHA256`. `reused_connection` selects "reused" (a cached connection).
+    pub fn summary(&self, reused_connection: bool) -> String {
+        let mut s = format!(
+            "{} TLS connection {} to {}: {} with cipher {} ({}/{} bits)",
+            self.trust.name(),
+            if reused_connection {
+                "reused"
+            } else {
+                "established"
+            },
+            self.namaddr,
+            self.protocol,
+            self.cipher,
+            self.cipher_bits,
+            self.cipher_alg_bits
+        );
+        if !self.kex_name.is_empty() {
+            s.push_str(&format!(" key-exchange {}", self.kex_name));
+            if !self.kex_curve.is_empty() {
+                s.push_str(&format!(" ({})", self.kex_curve));
+            } else if self.kex_bits > 0 {
+                s.push_str(&format!(" ({} bits)", self.kex_bits));
+            }
+        }
+        for (who, name, curve, bits, dgst) in [
+            (
+                "server",
+                &self.server_sig_name,
+                &self.server_sig_curve,
+                self.server_sig_bits,
+                &self.server_sig_digest,
+            ),
+            (
+                "client",
+                &self.client_sig_name,
+                &self.client_sig_curve,
+                self.client_sig_bits,
+                &self.client_sig_digest,
+            ),
+        ] {
+            if name.is_empty() {
+                continue;
+            }
+            s.push_str(&format!(" {who}-signature {name}"));
+            if !curve.is_empty() {
+                s.push_str(&format!(" ({curve})"));
+            } else if bits > 0 {
+                s.push_str(&format!(" ({bits} bits)"));
+            }
+            if !dgst.is_empty() {
+                s.push_str(&format!(" {who}-digest {dgst}"));
+            }
+        }
+        s
+    }
+
+    /// The policy decision after the handshake: `Err((status, text))` when the level
+    /// requires a match that the certificate did not provide (smtp_site_fail, 4.7.5).
+    pub fn enforce(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.level.must_match() && !self.matched {
+            return Err(("4.7.5", "Server certificate not verified"));
+        }
+        Ok(())
+    }
+}
+
+/// A failed TLS start. The connection is unusable afterwards (the peer is in an unknown
+/// state); with opportunistic TLS the caller may retry the same server in plaintext.
+#[derive(Debug)]
+pub struct HandshakeError {
+    /// Lines to log first (msg_warn / msg_info texts from the TLS layer).
+    pub log: Vec<String>,
+    /// Enhanced status code for the deferral.
+    pub status: &'static str,
+    /// "Cannot start TLS: handshake failure".
+    pub reason: &'static str,
+}
+
+impl HandshakeError {
+    fn new(log: Vec<String>) -> HandshakeError {
+        HandshakeError {
+            log,
+            status: "4.7.5",
+            reason: "Cannot start TLS: handshake failure",
+        }
+    }
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason)
+    }
+}
+
+/// Per-connection facts the handshake needs besides the policy.
+pub struct StartProps<'a> {
+    pub policy: &'a Policy,
+    /// The next-hop domain (for `nexthop` / `dot-nexthop` and servername=nexthop).
+    pub nexthop: &'a str,
+    /// The server host name (for `hostname` and servername=hostname).
+    pub host: &'a str,
+    /// "host[addr]:port" for log lines.
+    pub namaddr: &'a str,
+    /// Identifies the server for the session cache, e.g. "smtp:192.0.2.1:25:helo".
+    pub serverid: &'a str,
+    /// smtp_starttls_timeout: the whole handshake must finish within it.
+    pub timeout: Duration,
+}
+
+/// The plaintext stream under TLS; during the handshake each read and write gets what is
+/// left of the overall deadline.
+struct Under {
+    inner: Box<dyn Stream>,
+    deadline: Option<Instant>,
+}
+
+impl Under {
+    fn arm(&self) -> io::Result<()> {
+        if let Some(d) = self.deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.inner.set_timeouts(Some(left))?;
+        }
+        Ok(())
+    }
+}
+
+impl Read for Under {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.inner.read(buf)
+    }
+}
+
+impl Write for Under {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A TLS connection over any `Stream`; what `Conn::replace_stream` installs.
+pub struct TlsStream {
+    ssl: Mutex<SslStream<Under>>,
+}
+
+impl TlsStream {
+    fn get(&mut self) -> &mut SslStream<Under> {
+        self.ssl.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.get().read(buf)
+    }
+}
+
+impl Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.get().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.get().flush()
+    }
+}
+
+impl Stream for TlsStream {
+    fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self.ssl.lock() {
+            Ok(s) => s.get_ref().inner.set_timeouts(timeout),
+            Err(e) => e.into_inner().get_ref().inner.set_timeouts(timeout),
+        }
+    }
+
+    /// Sends close_notify (bounded to one second, the peer may be gone) and closes.
+    fn close(&self) {
+        let mut s = match self.ssl.lock() {
+            Ok(s) => s,
+            Err(e) => e.into_inner(),
+        };
+        let _ = s.get_ref().inner.set_timeouts(Some(Duration::from_secs(1)));
+        let _ = s.shutdown();
+        s.get_ref().inner.close();
+    }
+}
+
+type SessionCache = Arc<Mutex<HashMap<String, (SslSession, Instant)>>>;
+
+/// The client TLS engine: certificates, CAs and the session cache (tls_client_init).
+pub struct ClientContext {
+    settings: Settings,
+    ctx: SslContext,
+    md: MessageDigest,
+    cache: SessionCache,
+    cache_key: Index<Ssl, String>,
+    cache_timeout: Duration,
+}
+
+fn errors(stack: &ErrorStack) -> Vec<String> {
+    stack
+        .errors()
+        .iter()
+        .map(|e| format!("TLS library problem: {e}"))
+        .collect()
+}
+
+/// Longest session lifetime Postfix accepts (100 days).
+const MAX_CACHE_TIMEOUT: Duration = Duration::from_secs(8_640_000);
+
+impl ClientContext {
+    /// Sets up the engine; `Err` lines mean TLS is unavailable ("TLS is required, but our
+    /// TLS engine is unavailable" for mandatory levels, plaintext otherwise).
+    pub fn new(settings: &Settings) -> Result<ClientContext, Vec<String>> {
+        let md = fprint::digest_by_name(&settings.fingerprint_digest).ok_or_else(|| {
+            vec![format!(
+                "Digest algorithm \"{}\" not found: disabling TLS support",
+                settings.fingerprint_digest
+            )]
+        })?;
+        let mut b = SslContextBuilder::new(SslMethod::tls_client()).map_err(|e| errors(&e))?;
+        b.set_options(SslOptions::ALL | SslOptions::NO_COMPRESSION);
+        let cafile = (!settings.ca_file.is_empty()).then_some(settings.ca_file.as_str());
+        let capath = (!settings.ca_path.is_empty()).then_some(settings.ca_path.as_str());
+        if cafile.is_some() || capath.is_some() {
+            let loaded = match (cafile, capath) {
+                (Some(f), p) => b.load_verify_locations(Some(f.as_ref()), p.map(AsRef::as_ref)),
+                (None, p) => b.load_verify_locations(None, p.map(AsRef::as_ref)),
+            };
+            if let Err(e) = loaded {
+                let mut v = vec![format!(
+                    "cannot load Certification Authority data, {}: disabling TLS support",
+                    ca_args(cafile, capath)
+                )];
+                v.extend(errors(&e));
+                return Err(v);
+            }
+            if settings.append_default_ca
+                && let Err(e) = b.set_default_verify_paths()
+            {
+                let mut v = vec!["cannot set default OpenSSL certificate verification paths: disabling TLS support".to_string()];
+                v.extend(errors(&e));
+                return Err(v);
+            }
+        }
+        b.set_verify_depth(settings.verify_depth.saturating_add(1));
+        // smtp_tls_chain_files, when set, replaces the per-algorithm parameters.
+        let chains: Vec<&str> = settings
+            .chain_files
+            .split([',', ' ', '\t', '\r', '\n'])
+            .filter(|s| !s.is_empty())
+            .collect();
+        if chains.is_empty() {
+            for (kind, cert, key) in [
+                ("RSA", &settings.cert_file, &settings.key_file),
+                ("DSA", &settings.dcert_file, &settings.dkey_file),
+                ("ECDSA", &settings.eccert_file, &settings.eckey_file),
+            ] {
+                if cert.is_empty() {
+                    continue;
+                }
+                let key = if key.is_empty() { cert } else { key };
+                load_pair(&mut b, kind, cert, key)?;
+            }
+        } else {
+            for f in chains {
+                load_pair(&mut b, "chain", f, f)?;
+            }
+        }
+        // SAFETY: the builder owns a valid SSL_CTX for the duration of these calls; the
+        // digest pointer is a static OpenSSL method table.
+        unsafe {
+            if ffi::SSL_CTX_dane_enable(b.as_ptr()) <= 0 {
+                let mut v = vec!["TLS: error enabling DANE support".to_string()];
+                v.extend(errors(&ErrorStack::get()));
+                return Err(v);
+            }
+            // The fingerprint level's private-use matching type means the configured
+            // digest; the standard ones (1 = SHA-256, 2 = SHA-512) keep OpenSSL's default.
+            if ffi::SSL_CTX_dane_mtype_set(b.as_ptr(), md.as_ptr(), 255, 3) <= 0 {
+                return Err(vec![format!(
+                    "error configuring digest \"{}\" for fingerprints",
+                    settings.fingerprint_digest
+                )]);
+            }
+        }
+        let cache: SessionCache = Arc::new(Mutex::new(HashMap::new()));
+        let cache_key = Ssl::new_ex_index::<String>().map_err(|e| errors(&e))?;
+        let cache_timeout = settings.session_cache_timeout.min(MAX_CACHE_TIMEOUT);
+        if !cache_timeout.is_zero() {
+            b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+            let c = Arc::clone(&cache);
+            b.set_new_session_callback(move |ssl, session| {
+                if let Some(k) = ssl.ex_data(cache_key) {
+                    let mut m = c.lock().unwrap_or_else(|e| e.into_inner());
+                    m.insert(k.clone(), (session, Instant::now()));
+                }
+            });
+        }
+        Ok(ClientContext {
+            settings: settings.clone(),
+            ctx: b.build(),
+            md,
+            cache,
+            cache_key,
+            cache_timeout,
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Forgets all cached sessions (e.g. after a configuration reload).
+    pub fn flush_sessions(&self) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    fn cached_session(&self, key: &str) -> Option<SslSession> {
+        let mut m = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get(key) {
+            Some((s, t)) if t.elapsed() < self.cache_timeout => Some(s.clone()),
+            Some(_) => {
+                m.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn uncache(&self, key: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    /// Runs the client handshake over `stream` (after the server's 220 to STARTTLS, or at
+    /// once in wrapper mode) and classifies the server certificate.
+    pub fn start(
+        &self,
+        stream: Box<dyn Stream>,
+        p: &StartProps<'_>,
+    ) -> Result<(TlsStream, TlsInfo), HandshakeError> {
+        let pol = p.policy;
+        let mut level = pol.level;
+        let mut protos = grade::parse_protocols(&pol.protocols).map_err(|_| {
+            HandshakeError::new(vec![format!(
+                "{}: Invalid TLS protocol list \"{}\": aborting TLS session",
+                p.namaddr, pol.protocols
+            )])
+        })?;
+        // SSLv2/SSLv3 are never acceptable with DANE.
+        if level.dane_based() {
+            protos.exclude |= grade::SSLV2 | grade::SSLV3;
+        }
+        let mut ssl = Ssl::new(&self.ctx).map_err(|e| HandshakeError::new(errors(&e)))?;
+        let clist = grade::cipher_list(&self.settings.cipher_lists, &pol.grade, &pol.exclusions)
+            .map_err(|w| HandshakeError::new(vec![format!("{}: {w}", p.namaddr)]))?;
+        if let Err(e) = ssl.set_cipher_list(&clist) {
+            let mut v = vec![format!(
+                "{}: error setting cipher grade: \"{}\"",
+                p.namaddr, pol.grade
+            )];
+            v.extend(errors(&e));
+            return Err(HandshakeError::new(v));
+        }
+        let mut log = Vec::new();
+        set_protocols(&mut ssl, protos, p.namaddr, &mut log);
+
+        let must_fail = Arc::new(Mutex::new(false));
+        let mut fail_now = false;
+        auth_enable(&mut ssl, p, &mut log, &mut fail_now)?;
+
+        if !pol.tlsa.is_empty() && level.must_match() {
+            match add_tlsa(&mut ssl, &pol.tlsa, p.namaddr, &mut log) {
+                Err(()) => return Err(HandshakeError::new(log)),
+                Ok(0) => match level {
+                    Level::HalfDane | Level::Dane => {
+                        log.push(format!(
+                            "{}: all TLSA records unusable, fallback to unauthenticated TLS",
+                            p.namaddr
+                        ));
+                        level = Level::Encrypt;
+                    }
+                    _ => {
+                        log.push(format!(
+                            "{}: {}",
+                            p.namaddr,
+                            match level {
+                                Level::Fingerprint => "all fingerprints unusable",
+                                Level::DaneOnly => "all TLSA records unusable",
+                                _ => "all trust anchors unusable",
+                            }
+                        ));
+                        fail_now = true;
+                    }
+                },
+                Ok(_) => {}
+            }
+        }
+        *must_fail.lock().unwrap_or_else(|e| e.into_inner()) = fail_now;
+        if level.must_match() {
+            // SAFETY: ssl is a live SSL object owned by this function.
+            unsafe { openssl_sys::SSL_set_security_level(ssl.as_ptr(), 1) };
+        }
+
+        let key = format!("{}&{}", p.serverid, pol.cache_key());
+        if !self.cache_timeout.is_zero()
+            && let Some(sess) = self.cached_session(&key)
+        {
+            // SAFETY: the session comes from this same SSL_CTX (the cache belongs to it).
+            let _ = unsafe { ssl.set_session(&sess) };
+        }
+        ssl.set_ex_data(self.cache_key, key.clone());
+
+        let verr: Arc<Mutex<VerifyError>> = Arc::new(Mutex::new(VerifyError::default()));
+        let ve = Arc::clone(&verr);
+        let mf = Arc::clone(&must_fail);
+        // Verification never aborts the handshake (SSL_VERIFY_NONE); the callback only
+        // remembers the error closest to the leaf for the log.
+        ssl.set_verify_callback(SslVerifyMode::NONE, move |ok, ctx| {
+            let depth = ctx.error_depth();
+            let issuer = ctx
+                .current_cert()
+                .map(|c| oneline(c.issuer_name()))
+                .unwrap_or_else(|| "<unknown>".into());
+            let mut e = ve.lock().unwrap_or_else(|e| e.into_inner());
+            if *mf.lock().unwrap_or_else(|e| e.into_inner()) {
+                if depth == 0 {
+                    // SAFETY: a valid X509_V_ERR code.
+                    ctx.set_error(unsafe { X509VerifyResult::from_raw(X509_V_ERR_UNSPECIFIED) });
+                    e.update(depth, X509_V_ERR_UNSPECIFIED, issuer);
+                }
+                return true;
+            }
+            if !ok {
+                e.update(depth, ctx.error().as_raw(), issuer);
+            }
+            true
+        });
+
+        let under = Under {
+            inner: stream,
+            deadline: Some(Instant::now() + p.timeout.max(Duration::from_secs(1))),
+        };
+        let mut tls = match ssl.connect(under) {
+            Ok(s) => s,
+            Err(e) => {
+                self.uncache(&key);
+                log.extend(connect_error(p.namaddr, e));
+                return Err(HandshakeError::new(log));
+            }
+        };
+        tls.get_mut().deadline = None;
+        let info = self.post_connect(tls.ssl(), p, level, fail_now, &verr);
+        Ok((
+            TlsStream {
+                ssl: Mutex::new(tls),
+            },
+            info,
+        ))
+    }
+
+    fn post_connect(
+        &self,
+        ssl: &SslRef,
+        p: &StartProps<'_>,
+        level: Level,
+        must_fail: bool,
+        verr: &Mutex<VerifyError>,
+    ) -> TlsInfo {
+        let reused = ssl.session_reused();
+        let cipher = ssl.current_cipher();
+        let bits = cipher.map(|c| c.bits());
+        let mut info = TlsInfo {
+            namaddr: p.namaddr.to_string(),
+            level,
+            protocol: ssl.version_str().to_string(),
+            cipher: cipher.map(|c| c.name().to_string()).unwrap_or_default(),
+            cipher_bits: bits.as_ref().map_or(0, |b| b.secret),
+            cipher_alg_bits: bits.as_ref().map_or(0, |b| b.algorithm),
+            kex_name: String::new(),
+            kex_curve: String::new(),
+            kex_bits: 0,
+            server_sig_name: String::new(),
+            server_sig_curve: String::new(),
+            server_sig_bits: 0,
+            server_sig_digest: String::new(),
+            client_sig_name: String::new(),
+            client_sig_curve: String::new(),
+            client_sig_bits: 0,
+            client_sig_digest: String::new(),
+            trust: Trust::Anonymous,
+            matched: false,
+            reused,
+            peer_cn: String::new(),
+            issuer_cn: String::new(),
+            cert_fingerprint: String::new(),
+            pkey_fingerprint: String::new(),
+            verified_name: None,
+            verify_failure: None,
+        };
+        // SAFETY: ssl is live; the returned name is owned by it and copied at once.
+        info.verified_name = unsafe {
+            let n = ffi::SSL_get0_peername(ssl.as_ptr());
+            (!n.is_null()).then(|| CStr::from_ptr(n).to_string_lossy().into_owned())
+        };
+        if let Some(cert) = ssl.peer_certificate() {
+            info.cert_fingerprint = fprint::cert_fprint(&cert, self.md).unwrap_or_default();
+            info.pkey_fingerprint = fprint::pkey_fprint(&cert, self.md).unwrap_or_default();
+            info.issuer_cn = text_name(cert.issuer_name(), Nid::COMMONNAME)
+                .or_else(|| text_name(cert.issuer_name(), Nid::ORGANIZATIONNAME))
+                .unwrap_or_default();
+            info.peer_cn = text_name(cert.subject_name(), Nid::COMMONNAME)
+                .or_else(|| info.verified_name.clone())
+                .unwrap_or_default();
+            let trusted = ssl.verify_result() == X509VerifyResult::OK && !must_fail;
+            info.matched = trusted && level.must_match();
+            info.trust = if info.matched && !level.never_secured() {
+                Trust::Verified
+            } else if trusted {
+                Trust::Trusted
+            } else {
+                Trust::Untrusted
+            };
+            if level.must_match() && !info.matched {
+                info.verify_failure = Some(if reused {
+                    format!(
+                        "{}: re-using session with untrusted certificate, look for details earlier in the log",
+                        p.namaddr
+                    )
+                } else {
+                    let e = verr.lock().unwrap_or_else(|e| e.into_inner());
+                    let (err, depth, issuer) = if e.code != 0 {
+                        (e.code, e.depth, e.issuer.clone())
+                    } else {
+                        (ssl.verify_result().as_raw(), 0, "<unknown>".into())
+                    };
+                    verify_error_text(p.namaddr, err, depth, &issuer)
+                });
+            }
+        }
+        if info.protocol == "TLSv1.3" {
+            signature_params(ssl, reused, &mut info);
+        }
+        info
+    }
+}
+
+fn ca_args(cafile: Option<&str>, capath: Option<&str>) -> String {
+    match (cafile, capath) {
+        (Some(f), Some(p)) => format!("CAfile=\"{f}\", CApath=\"{p}\""),
+        (Some(f), None) => format!("CAfile=\"{f}\""),
+        (None, Some(p)) => format!("CApath=\"{p}\""),
+        (None, None) => String::new(),
+    }
+}
+
+fn load_pair(
+    b: &mut SslContextBuilder,
+    kind: &str,
+    cert: &str,
+    key: &str,
+) -> Result<(), Vec<String>> {
+    if let Err(e) = b.set_certificate_chain_file(cert) {
+        let mut v = vec![format!(
+            "cannot get {kind} certificate from file \"{cert}\": disabling TLS support"
+        )];
+        v.extend(errors(&e));
+        return Err(v);
+    }
+    // OpenSSL also compares the key with the certificate here.
+    if let Err(e) = b.set_private_key_file(key, SslFiletype::PEM) {
+        let mut v = vec![format!(
+            "cannot get {kind} private key from file \"{key}\": disabling TLS support"
+        )];
+        v.extend(errors(&e));
+        return Err(v);
+    }
+    if b.check_private_key().is_err() {
+        return Err(vec![format!(
+            "{kind} private key in {key} does not match public key in {cert}: disabling TLS support"
+        )]);
+    }
+    Ok(())
+}
+
+fn set_protocols(ssl: &mut Ssl, p: grade::Protocols, namaddr: &str, log: &mut Vec<String>) {
+    let mut op = SslOptions::empty();
+    for (bit, o) in [
+        (grade::SSLV2, SslOptions::NO_SSLV2),
+        (grade::SSLV3, SslOptions::NO_SSLV3),
+        (grade::TLSV1, SslOptions::NO_TLSV1),
+        (grade::TLSV1_1, SslOptions::NO_TLSV1_1),
+        (grade::TLSV1_2, SslOptions::NO_TLSV1_2),
+        (grade::TLSV1_3, SslOptions::NO_TLSV1_3),
+    ] {
+        if p.exclude & bit != 0 {
+            op |= o;
+        }
+    }
+    // SAFETY: ssl is a live SSL object owned by the caller.
+    unsafe {
+        if !op.is_empty() {
+            ffi::SSL_set_options(ssl.as_ptr(), op.bits());
+        }
+        if openssl_sys::SSL_set_min_proto_version(ssl.as_ptr(), p.min) == 0 {
+            log.push(version_warning(namaddr, "min", p.min));
+        }
+        if openssl_sys::SSL_set_max_proto_version(ssl.as_ptr(), p.max) == 0 {
+            log.push(version_warning(namaddr, "max", p.max));
+        }
+    }
+}
+
+fn version_warning(namaddr: &str, which: &str, v: i32) -> String {
+    if v != 0 {
+        format!("{namaddr}: error setting {which}imum TLS version to: 0x{v:04x}")
+    } else {
+        format!("{namaddr}: error clearing {which}imum TLS version")
+    }
+}
+
+/// SNI, DANE enabling and reference names for the policy's level (tls_auth_enable).
+fn auth_enable(
+    ssl: &mut Ssl,
+    p: &StartProps<'_>,
+    log: &mut Vec<String>,
+    must_fail: &mut bool,
+) -> Result<(), HandshakeError> {
+    let pol = p.policy;
+    let mut sni: Option<String> = match pol.sni.as_str() {
+        "" => None,
+        "hostname" => Some(p.host.to_string()),
+        "nexthop" => Some(p.nexthop.to_string()),
+        n => Some(n.to_string()),
+    };
+    let dane_on = |ssl: &mut Ssl, what: &str| -> Result<(), HandshakeError> {
+        // SAFETY: ssl is live; a null base domain leaves SNI and names to us.
+        let r = unsafe { ffi::SSL_dane_enable(ssl.as_ptr(), std::ptr::null()) };
+        if r <= 0 {
+            let mut v = vec![format!("{}: {what}", p.namaddr)];
+            v.extend(errors(&ErrorStack::get()));
+            return Err(HandshakeError::new(v));
+        }
+        Ok(())
+    };
+    match pol.level {
+        Level::HalfDane | Level::Dane | Level::DaneOnly => {
+            dane_on(ssl, "error enabling DANE-based certificate validation")?;
+            // SAFETY: ssl is live.
+            unsafe { ffi::SSL_dane_set_flags(ssl.as_ptr(), ffi::DANE_FLAG_NO_DANE_EE_NAMECHECKS) };
+            // RFC 7672: the SNI name is the TLSA base domain.
+            if let Some(b) = &pol.dane_base {
+                sni = Some(b.clone());
+            }
+            add_namechecks(ssl, p, log, must_fail);
+        }
+        Level::Fingerprint => {
+            dane_on(ssl, "error enabling fingerprint certificate validation")?;
+            // SAFETY: ssl is live.
+            unsafe { ffi::SSL_dane_set_flags(ssl.as_ptr(), ffi::DANE_FLAG_NO_DANE_EE_NAMECHECKS) };
+        }
+        Level::Verify | Level::Secure => {
+            if !pol.tlsa.is_empty() {
+                dane_on(ssl, "error configuring local trust anchors")?;
+            }
+            add_namechecks(ssl, p, log, must_fail);
+        }
+        _ => {}
+    }
+    if let Some(name) = sni {
+        if name.len() > 255 {
+            let head: String = name.chars().take(100).collect();
+            log.push(format!(
+                "{}: ignoring too long SNI hostname: {head}",
+                p.namaddr
+            ));
+            return Err(HandshakeError::new(std::mem::take(log)));
+        }
+        if ssl.set_hostname(&name).is_err() {
+            log.push(format!(
+                "{}: error setting SNI hostname to: {name}",
+                p.namaddr
+            ));
+            return Err(HandshakeError::new(std::mem::take(log)));
+        }
+    }
+    Ok(())
+}
+
+/// Registers the reference names; with none registered OpenSSL would check no name, so
+/// the connection must then fail verification.
+fn add_namechecks(ssl: &mut Ssl, p: &StartProps<'_>, log: &mut Vec<String>, must_fail: &mut bool) {
+    // SAFETY: ssl is live.
+    unsafe { ffi::SSL_set_hostflags(ssl.as_ptr(), ffi::X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS) };
+    let mut count = 0;
+    for m in &p.policy.match_names {
+        let name = match reference_name(m, p.nexthop, p.host) {
+            Some(n) => n,
+            None => {
+                log.push(format!("{}: ignoring invalid match name: \".\"", p.namaddr));
+                continue;
+            }
+        };
+        let ok = CString::new(name.as_str())
+            // SAFETY: ssl is live and the C string outlives the call (OpenSSL copies it).
+            .map(|c| unsafe { ffi::SSL_add1_host(ssl.as_ptr(), c.as_ptr()) } == 1)
+            .unwrap_or(false);
+        if ok {
+            count += 1;
+        } else {
+            log.push(format!(
+                "{}: error loading match name: \"{name}\"",
+                p.namaddr
+            ));
+        }
+    }
+    if count == 0 {
+        log.push(format!(
+            "{}: could not configure peer name checks",
+            p.namaddr
+        ));
+        *must_fail = true;
+    }
+}
+
+/// The name OpenSSL should check for one match-list entry: `hostname` is the server
+/// name, `nexthop` the next-hop domain, `dot-nexthop` and `.domain` any subdomain
+/// (OpenSSL's leading-dot reference form). `None` for a bare ".".
+pub fn reference_name(entry: &str, nexthop: &str, host: &str) -> Option<String> {
+    if entry.eq_ignore_ascii_case("nexthop") {
+        Some(nexthop.to_string())
+    } else if entry.eq_ignore_ascii_case("dot-nexthop") {
+        Some(format!(".{nexthop}"))
+    } else if entry.eq_ignore_ascii_case("hostname") {
+        Some(host.to_string())
+    } else if entry == "." {
+        None
+    } else {
+        Some(entry.to_string())
+    }
+}
+
+/// Loads TLSA data into the connection; `Ok(n)` usable records, `Err` a hard error.
+fn add_tlsa(
+    ssl: &mut Ssl,
+    recs: &[TlsaRecord],
+    namaddr: &str,
+    log: &mut Vec<String>,
+) -> Result<usize, ()> {
+    let mut usable = 0;
+    for t in recs {
+        // SAFETY: ssl is live; OpenSSL copies the data.
+        let r = unsafe {
+            ffi::SSL_dane_tlsa_add(
+                ssl.as_ptr(),
+                t.usage,
+                t.selector,
+                t.mtype,
+                t.data.as_ptr(),
+                t.data.len(),
+            )
+        };
+        if r > 0 {
+            usable += 1;
+        } else if r == 0 {
+            log.push(format!("{namaddr}: unusable TLSA RR: {}", t.display()));
+        } else {
+            log.push(format!(
+                "{namaddr}: error loading trust settings: {}",
+                t.display()
+            ));
+            log.extend(errors(&ErrorStack::get()));
+            return Err(());
+        }
+    }
+    Ok(usable)
+}
+
+fn connect_error(namaddr: &str, e: ssl::HandshakeError<Under>) -> Vec<String> {
+    let err = match e {
+        ssl::HandshakeError::SetupFailure(s) => {
+            let mut v = vec![format!("SSL_connect error to {namaddr}: -1")];
+            v.extend(errors(&s));
+            return v;
+        }
+        ssl::HandshakeError::Failure(m) | ssl::HandshakeError::WouldBlock(m) => m.into_error(),
+    };
+    if let Some(stack) = err.ssl_error()
+        && !stack.errors().is_empty()
+    {
+        let mut v = vec![format!("SSL_connect error to {namaddr}: -1")];
+        v.extend(errors(stack));
+        return v;
+    }
+    match err.io_error() {
+        Some(io)
+            if io.kind() == io::ErrorKind::WouldBlock || io.kind() == io::ErrorKind::TimedOut =>
+        {
+            vec![format!(
+                "SSL_connect error to {namaddr}: Connection timed out"
+            )]
+        }
+        Some(io) => vec![format!(
+            "SSL_connect error to {namaddr}: {}",
+            crate::log::strerror(io)
+        )],
+        None => vec![format!("SSL_connect error to {namaddr}: lost connection")],
+    }
+}
+
+const X509_V_ERR_UNSPECIFIED: i32 = 1;
+
+#[derive(Default)]
+struct VerifyError {
+    code: i32,
+    depth: u32,
+    issuer: String,
+}
+
+impl VerifyError {
+    /// Keeps the error nearest the leaf certificate.
+    fn update(&mut self, depth: u32, code: i32, issuer: String) {
+        if self.code != 0 && self.depth <= depth {
+            return;
+        }
+        self.code = code;
+        self.depth = depth;
+        self.issuer = issuer;
+    }
+}
+
+/// Postfix's wording of a verification failure (tls_log_verify_error); `issuer` is the
+/// X509_NAME_oneline form of the failing certificate's issuer.
+pub fn verify_error_text(namaddr: &str, err: i32, depth: u32, issuer: &str) -> String {
+    let purpose = if depth > 0 { "CA" } else { "server" };
+    match err {
+        27 => format!(
+            "certificate verification failed for {namaddr}: not trusted by local or TLSA policy"
+        ),
+        18 => format!("certificate verification failed for {namaddr}: self-signed certificate"),
+        19 | 20 => {
+            format!("certificate verification failed for {namaddr}: untrusted issuer {issuer}")
+        }
+        9 | 13 => format!(
+            "{purpose} certificate verification failed for {namaddr}: certificate not yet valid"
+        ),
+        10 | 14 => format!(
+            "{purpose} certificate verification failed for {namaddr}: certificate has expired"
+        ),
+        26 => format!(
+            "certificate verification failed for {namaddr}: not designated for use as a {purpose} certificate"
+        ),
+        22 => format!(
+            "certificate verification failed for {namaddr}: certificate chain longer than limit({})",
+            i64::from(depth) - 1
+        ),
+        _ => format!(
+            "{purpose} certificate verification failed for {namaddr}: num={err}:{}",
+            // SAFETY: any int is accepted; unknown codes get OpenSSL's generic text.
+            unsafe { X509VerifyResult::from_raw(err) }.error_string()
+        ),
+    }
+}
+
+/// X509_NAME_oneline with non-printable bytes shown as '?', as Postfix logs issuers.
+fn oneline(name: &X509NameRef) -> String {
+    let mut buf = [0 as libc::c_char; 256];
+    // SAFETY: buf is writable for its length; OpenSSL NUL-terminates within it.
+    let s = unsafe {
+        let len = libc::c_int::try_from(buf.len()).unwrap_or(0);
+        let p = ffi::X509_NAME_oneline(name.as_ptr(), buf.as_mut_ptr(), len);
+        if p.is_null() {
+            return "<unknown>".into();
+        }
+        CStr::from_ptr(buf.as_ptr()).to_bytes().to_vec()
+    };
+    s.iter()
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                char::from(b)
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// The first entry of `nid` as UTF-8, refused (None) when it has NUL or ASCII control
+/// characters, or is too long, as Postfix does for peer names.
+fn text_name(name: &X509NameRef, nid: Nid) -> Option<String> {
+    let e = name.entries_by_nid(nid).next()?;
+    let data = e.data();
+    // A NUL inside the value would let "good.example\0.evil" pass as "good.example".
+    if data
+        .as_slice()
+        .iter()
+        .rev()
+        .skip_while(|&&b| b == 0)
+        .any(|&b| b == 0)
+    {
+        return None;
+    }
+    let s = data.to_string().ok()?.to_string();
+    let s = s.trim_end_matches('\0');
+    if s.len() >= 256
+        || s.bytes()
+            .any(|b| b == 0 || (b.is_ascii() && !(0x20..0x7f).contains(&b)))
+    {
+        return None;
+    }
+    Some(s.to_string())
+}
+
+fn pkey_desc(k: &PKey<Public>) -> (String, String, u32) {
+    match k.id() {
+        Id::RSA => ("RSA-PSS".into(), String::new(), k.bits()),
+        Id::EC => (
+            "ECDSA".into(),
+            k.ec_key()
+                .ok()
+                .and_then(|e| e.group().curve_name())
+                .and_then(|n| n.short_name().ok())
+                .unwrap_or_default()
+                .to_string(),
+            0,
+        ),
+        other => (
+            Nid::from_raw(other.as_raw())
+                .short_name()
+                .unwrap_or_default()
+                .to_string(),
+            String::new(),
+            0,
+        ),
+    }
+}
+
+fn sig_digest(ssl: &SslRef, cmd: libc::c_int) -> String {
+    let mut nid: libc::c_int = 0;
+    // SAFETY: ssl is live; the control writes one int through the pointer.
+    let ok = unsafe {
+        openssl_sys::SSL_ctrl(ssl.as_ptr(), cmd, 0, (&mut nid as *mut libc::c_int).cast())
+    };
+    if ok == 0 || nid == 0 {
+        return String::new();
+    }
+    Nid::from_raw(nid)
+        .short_name()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Key exchange and signature details (TLS 1.3 only, as in Postfix).
+fn signature_params(ssl: &SslRef, reused: bool, info: &mut TlsInfo) {
+    if let Ok(k) = ssl.peer_tmp_key() {
+        match k.id() {
+            Id::DH => {
+                info.kex_name = "DHE".into();
+                info.kex_bits = k.bits();
+            }
+            Id::EC => {
+                info.kex_name = "ECDHE".into();
+                info.kex_curve = pkey_desc(&k).1;
+            }
+            other => {
+                info.kex_name = Nid::from_raw(other.as_raw())
+                    .short_name()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        }
+    }
+    if reused {
+        return;
+    }
+    let local_dgst = sig_digest(ssl, ffi::SSL_CTRL_GET_SIGNATURE_NID);
+    if !local_dgst.is_empty()
+        && let Some(c) = ssl.certificate()
+        && let Ok(k) = c.public_key()
+    {
+        let (n, curve, bits) = pkey_desc(&k);
+        info.client_sig_name = n;
+        info.client_sig_curve = curve;
+        info.client_sig_bits = bits;
+        info.client_sig_digest = local_dgst;
+    }
+    if let Some(c) = ssl.peer_certificate()
+        && let Ok(k) = c.public_key()
+    {
+        let (n, curve, bits) = pkey_desc(&k);
+        info.server_sig_name = n;
+        info.server_sig_curve = curve;
+        info.server_sig_bits = bits;
+        info.server_sig_digest = sig_digest(ssl, ffi::SSL_CTRL_GET_PEER_SIGNATURE_NID);
+    }
+}
+
+/// Certificate fingerprint helper for callers that hold an `X509Ref` (tests, tools).
+pub fn fingerprints(cert: &X509Ref, md: MessageDigest) -> (String, String) {
+    (
+        fprint::cert_fprint(cert, md).unwrap_or_default(),
+        fprint::pkey_fprint(cert, md).unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_names() {
+        assert_eq!(
+            reference_name("nexthop", "example.com", "mx").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            reference_name("dot-nexthop", "example.com", "mx").as_deref(),
+            Some(".example.com")
+        );
+        assert_eq!(
+            reference_name("HOSTNAME", "e", "mx.e").as_deref(),
+            Some("mx.e")
+        );
+        assert_eq!(
+            reference_name(".example.net", "e", "h").as_deref(),
+            Some(".example.net")
+        );
+        assert_eq!(reference_name(".", "e", "h"), None);
+    }
+
+    #[test]
+    fn verify_texts() {
+        let n = "mx.example.com[192.0.2.1]:25";
+        assert_eq!(
+            verify_error_text(n, 10, 0, ""),
+            "server certificate verification failed for mx.example.com[192.0.2.1]:25: certificate has expired"
+        );
+        assert_eq!(
+            verify_error_text(n, 10, 1, ""),
+            "CA certificate verification failed for mx.example.com[192.0.2.1]:25: certificate has expired"
+        );
+        assert_eq!(
+            verify_error_text(n, 20, 0, "/CN=Test CA"),
+            "certificate verification failed for mx.example.com[192.0.2.1]:25: untrusted issuer /CN=Test CA"
+        );
+        assert_eq!(
+            verify_error_text(n, 62, 0, ""),
+            "server certificate verification failed for mx.example.com[192.0.2.1]:25: num=62:hostname mismatch"
+        );
+    }
+
+    #[test]
+    fn summary_format() {
+        let info = TlsInfo {
+            namaddr: "mx.example.com[1.2.3.4]:25".into(),
+            level: Level::Verify,
+            protocol: "TLSv1.3".into(),
+            cipher: "TLS_AES_256_GCM_SHA384".into(),
+            cipher_bits: 256,
+            cipher_alg_bits: 256,
+            kex_name: "X25519".into(),
+            kex_curve: String::new(),
+            kex_bits: 0,
+            server_sig_name: "RSA-PSS".into(),
+            server_sig_curve: String::new(),
+            server_sig_bits: 2048,
+            server_sig_digest: "SHA256".into(),
+            client_sig_name: String::new(),
+            client_sig_curve: String::new(),
+            client_sig_bits: 0,
+            client_sig_digest: String::new(),
+            trust: Trust::Verified,
+            matched: true,
+            reused: false,
+            peer_cn: String::new(),
+            issuer_cn: String::new(),
+            cert_fingerprint: String::new(),
+            pkey_fingerprint: String::new(),
+            verified_name: None,
+            verify_failure: None,
+        };
+        assert_eq!(
+            info.summary(false),
+            "Verified TLS connection established to mx.example.com[1.2.3.4]:25: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits) key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256"
+        );
+        assert!(info.enforce().is_ok());
+        let mut u = info.clone();
+        u.matched = false;
+        u.trust = Trust::Untrusted;
+        assert_eq!(
+            u.enforce(),
+            Err(("4.7.5", "Server certificate not verified"))
+        );
+        u.level = Level::Encrypt;
+        assert!(u.enforce().is_ok());
+        let mut e = info;
+        e.kex_name = "ECDHE".into();
+        e.kex_curve = "prime256v1".into();
+        e.server_sig_name = "ECDSA".into();
+        e.server_sig_curve = "prime256v1".into();
+        e.trust = Trust::Trusted;
+        assert!(
+            e.summary(true)
+                .starts_with("Trusted TLS connection reused to")
+        );
+        assert!(e.summary(true).ends_with(
+            "key-exchange ECDHE (prime256v1) server-signature ECDSA (prime256v1) server-digest SHA256"
+        ));
+    }
+}

@@ -1,0 +1,280 @@
+//! TLSA records for DANE, fingerprint and trust-anchor-file policies.
+//!
+//! Postfix hands OpenSSL's DANE verifier three kinds of "TLSA" data: DNSSEC-validated
+//! records from DNS (only usages DANE-TA(2) and DANE-EE(3) are used for SMTP, and the
+//! private-use matching type 255 is refused), fingerprints from the fingerprint level
+//! (as 3 0 255 and 3 1 255, where 255 means smtp_tls_fingerprint_digest), and trust
+//! anchors from tafile / smtp_tls_trust_anchor_file (2 0 0 for certificates, 2 1 0 for
+//! public keys). The DNS outcome classes follow tls_dane.c: no records or an insecure
+//! answer means DANE does not apply; authenticated records none of which is usable
+//! means "TLSA records unusable"; any other failure defers.
+
+use crate::route::dns::{Answer, DnsError, Resolver, Tlsa};
+use openssl::pkey::PKey;
+use openssl::x509::X509;
+
+/// One TLSA association as given to SSL_dane_tlsa_add.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TlsaRecord {
+    pub usage: u8,
+    pub selector: u8,
+    pub mtype: u8,
+    pub data: Vec<u8>,
+}
+
+impl TlsaRecord {
+    pub fn new(usage: u8, selector: u8, mtype: u8, data: Vec<u8>) -> TlsaRecord {
+        TlsaRecord {
+            usage,
+            selector,
+            mtype,
+            data,
+        }
+    }
+
+    /// Presentation form for log lines: `3 1 1 ABCD...` (data in hex).
+    pub fn display(&self) -> String {
+        let hex: String = self.data.iter().map(|b| format!("{b:02X}")).collect();
+        format!("{} {} {} {hex}", self.usage, self.selector, self.mtype)
+    }
+}
+
+/// The private-use matching type Postfix gives fingerprints.
+pub const MTYPE_FPRINT: u8 = 255;
+
+/// What a TLSA lookup means for the DANE security levels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaneLookup {
+    /// No records, or records from an unauthenticated answer: DANE does not apply.
+    NotFound,
+    /// Authenticated records, none usable for SMTP.
+    Unusable,
+    /// Usable, authenticated records, found for `base` (the TLSA base domain, which is
+    /// also the SNI name and the first match name).
+    Records {
+        base: String,
+        records: Vec<TlsaRecord>,
+    },
+}
+
+/// Postfix's filter for one DNS TLSA record; `Err` is the warning text.
+fn usable(name: &str, t: &Tlsa) -> Result<TlsaRecord, String> {
+    let rec = TlsaRecord::new(t.usage, t.selector, t.mtype, t.data.clone());
+    if !matches!(t.usage, 2 | 3) {
+        return Err(format!(
+            "{name}: unsupported TLSA certificate usage: {}",
+            rec.display()
+        ));
+    }
+    if t.mtype == MTYPE_FPRINT {
+        return Err(format!(
+            "{name}: reserved private-use matching type: {}",
+            rec.display()
+        ));
+    }
+    Ok(rec)
+}
+
+/// Classifies the answer to `_port._tcp.host` TLSA; `Err` is the lookup problem (the
+/// policy then defers with "TLSA lookup error for host:port"). Warnings about records that
+/// were skipped come back with the result, for the caller to log.
+pub fn classify(
+    base: &str,
+    name: &str,
+    answer: Result<Answer<Tlsa>, DnsError>,
+) -> (Result<DaneLookup, String>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let result = match answer {
+        Ok(a) if a.authentic => {
+            let recs: Vec<TlsaRecord> = a
+                .records
+                .iter()
+                .filter_map(|t| usable(name, t).map_err(|w| warnings.push(w)).ok())
+                .collect();
+            if recs.is_empty() {
+                Ok(DaneLookup::Unusable)
+            } else {
+                Ok(DaneLookup::Records {
+                    base: base.to_string(),
+                    records: recs,
+                })
+            }
+        }
+        Ok(_) => Ok(DaneLookup::NotFound),
+        Err(e) if e.is_not_found() => Ok(DaneLookup::NotFound),
+        Err(e) => {
+            let why = e.postfix_text(name, "TLSA");
+            warnings.push(format!("DANE TLSA lookup problem: {why}"));
+            Err(why)
+        }
+    };
+    (result, warnings)
+}
+
+/// Looks up the TLSA records for a server reached as `qname` whose address records
+/// were found under `rname` (different when a CNAME was followed); `host_secure` is
+/// whether that address lookup was DNSSEC-validated. As in Postfix, an insecure host
+/// name gets no TLSA lookup unless `force` (smtp_tls_force_insecure_host_tlsa_lookup),
+/// and the CNAME target is tried before the original name.
+pub fn lookup(
+    resolver: &Resolver,
+    port: u16,
+    qname: &str,
+    rname: &str,
+    host_secure: bool,
+    force: bool,
+) -> (Result<DaneLookup, String>, Vec<String>) {
+    // Postfix also accepts an insecure CNAME target when the CNAME itself was signed; we
+    // do not see the CNAME's own status here, so such hosts get no TLSA lookup.
+    if !force && !host_secure {
+        return (Ok(DaneLookup::NotFound), Vec::new());
+    }
+    let aliased = !qname.eq_ignore_ascii_case(rname);
+    if host_secure && aliased {
+        let name = format!("_{port}._tcp.{rname}");
+        let (r, w) = classify(rname, &name, resolver.tlsa_service(port, "tcp", rname));
+        if r != Ok(DaneLookup::NotFound) {
+            return (r, w);
+        }
+    }
+    let name = format!("_{port}._tcp.{qname}");
+    classify(qname, &name, resolver.tlsa_service(port, "tcp", qname))
+}
+
+/// Synthetic DANE-EE records for fingerprints (certificate and public key alike).
+pub fn fingerprint_records(digests: &[Vec<u8>]) -> Vec<TlsaRecord> {
+    let mut v = Vec::with_capacity(digests.len() * 2);
+    for d in digests {
+        v.push(TlsaRecord::new(3, 0, MTYPE_FPRINT, d.clone()));
+        v.push(TlsaRecord::new(3, 1, MTYPE_FPRINT, d.clone()));
+    }
+    v
+}
+
+/// Trust anchors from a PEM file: certificates as 2 0 0, bare public keys as 2 1 0.
+/// `Err` carries the warning text; a file without any anchor is an error too.
+pub fn load_trust_anchors(path: &str) -> Result<Vec<TlsaRecord>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("error reading {path}: {e}"))?;
+    let mut out = Vec::new();
+    let text = String::from_utf8_lossy(&pem);
+    let mut rest: &str = &text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block = &rest[start..];
+        let Some(label_end) = block[11..].find("-----") else {
+            break;
+        };
+        let label = &block[11..11 + label_end];
+        let end_marker = format!("-----END {label}-----");
+        let Some(end) = block.find(&end_marker) else {
+            return Err(format!("error reading {path}: unterminated PEM block"));
+        };
+        let one = &block[..end + end_marker.len()];
+        match label {
+            "CERTIFICATE" | "TRUSTED CERTIFICATE" | "X509 CERTIFICATE" => {
+                let c = X509::from_pem(one.as_bytes())
+                    .map_err(|e| format!("error loading trust anchor from {path}: {e}"))?;
+                let der = c
+                    .to_der()
+                    .map_err(|e| format!("error encoding trust anchor from {path}: {e}"))?;
+                out.push(TlsaRecord::new(2, 0, 0, der));
+            }
+            "PUBLIC KEY" => {
+                let k = PKey::public_key_from_pem(one.as_bytes())
+                    .map_err(|e| format!("error loading trust anchor from {path}: {e}"))?;
+                let der = k
+                    .public_key_to_der()
+                    .map_err(|e| format!("error encoding trust anchor from {path}: {e}"))?;
+                out.push(TlsaRecord::new(2, 1, 0, der));
+            }
+            _ => {}
+        }
+        rest = &block[end + end_marker.len()..];
+    }
+    if out.is_empty() {
+        return Err(format!("no trust anchors found in {path}"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(authentic: bool, recs: Vec<Tlsa>) -> Answer<Tlsa> {
+        Answer {
+            records: recs,
+            authentic,
+            canonical_name: "_25._tcp.mx.example".into(),
+            cname_chain: Vec::new(),
+            ttl: 300,
+            truncated: false,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn t(u: u8, s: u8, m: u8) -> Tlsa {
+        Tlsa {
+            usage: u,
+            selector: s,
+            mtype: m,
+            data: vec![1, 2],
+        }
+    }
+
+    #[test]
+    fn classify_outcomes() {
+        let n = "_25._tcp.mx.example";
+        let (r, w) = classify(
+            "mx.example",
+            n,
+            Ok(answer(true, vec![t(3, 1, 1), t(1, 0, 1), t(2, 0, 255)])),
+        );
+        assert_eq!(
+            r,
+            Ok(DaneLookup::Records {
+                base: "mx.example".into(),
+                records: vec![TlsaRecord::new(3, 1, 1, vec![1, 2])]
+            })
+        );
+        assert_eq!(
+            w,
+            vec![
+                "_25._tcp.mx.example: unsupported TLSA certificate usage: 1 0 1 0102",
+                "_25._tcp.mx.example: reserved private-use matching type: 2 0 255 0102"
+            ]
+        );
+        let (r, _) = classify("mx.example", n, Ok(answer(true, vec![t(0, 0, 1)])));
+        assert_eq!(r, Ok(DaneLookup::Unusable));
+        // Unsigned answers never count.
+        let (r, _) = classify("mx.example", n, Ok(answer(false, vec![t(3, 1, 1)])));
+        assert_eq!(r, Ok(DaneLookup::NotFound));
+    }
+
+    #[test]
+    fn fingerprints_become_private_use_records() {
+        let r = fingerprint_records(&[vec![0xaa]]);
+        assert_eq!(
+            r,
+            vec![
+                TlsaRecord::new(3, 0, 255, vec![0xaa]),
+                TlsaRecord::new(3, 1, 255, vec![0xaa])
+            ]
+        );
+    }
+
+    #[test]
+    fn trust_anchor_file_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ta.pem");
+        std::fs::write(&p, "nothing here\n").unwrap();
+        let e = load_trust_anchors(p.to_str().unwrap()).unwrap_err();
+        assert!(e.starts_with("no trust anchors found in"), "{e}");
+        assert!(load_trust_anchors("/nonexistent/ta.pem").is_err());
+        std::fs::write(
+            &p,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(load_trust_anchors(p.to_str().unwrap()).is_err());
+    }
+}
