@@ -399,7 +399,8 @@ impl<'a> Delivery<'a> {
                         self.req.stats.incoming_arrival,
                     )
                     .map(|mut sess| {
-                        if self.cache_store {
+                        // TLS connections cannot be handed to another process.
+                        if self.cache_store && !sess.tls_wrapped {
                             sess.expire = Some(start + self.params.reuse_time_limit);
                         }
                         sess

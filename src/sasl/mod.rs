@@ -139,6 +139,7 @@ fn failure(dsn: Dsn, send_quit: bool) -> Failure {
         dsn,
         send_quit,
         loop_detected: false,
+        tls_failed: false,
     }
 }
 

@@ -300,7 +300,8 @@ impl Conn {
 }
 
 /// Stands in for the stream while it is being replaced; every operation fails.
-struct ClosedStream;
+/// A stream that is no longer there (after a failed TLS start).
+pub struct ClosedStream;
 
 impl Read for ClosedStream {
     fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {

@@ -10,6 +10,7 @@ pub mod conn;
 pub mod params;
 pub mod reply;
 pub mod reuse;
+pub mod secure;
 
 use crate::log;
 use crate::outcome::Dsn;
@@ -112,6 +113,8 @@ pub struct Caps {
     pub chunking: bool,
     /// AUTH mechanisms as offered (upper case).
     pub auth: Vec<String>,
+    /// The server sent an AUTH keyword (possibly with no mechanisms).
+    pub auth_offered: bool,
     /// XFORWARD attribute names offered (upper case).
     pub xforward: Vec<String>,
     /// The server's name from the first EHLO line.
@@ -126,14 +129,17 @@ pub struct Failure {
     pub send_quit: bool,
     /// A "mail loops back to myself" failure (for best_mx_transport handling).
     pub loop_detected: bool,
+    /// The TLS handshake failed (opportunistic TLS may retry in plaintext).
+    pub tls_failed: bool,
 }
 
 impl Failure {
-    fn new(dsn: Dsn, send_quit: bool) -> Failure {
+    pub fn new(dsn: Dsn, send_quit: bool) -> Failure {
         Failure {
             dsn,
             send_quit,
             loop_detected: false,
+            tls_failed: false,
         }
     }
 }
@@ -283,6 +289,11 @@ pub struct Session {
     pub expire: Option<std::time::SystemTime>,
     /// The connection came out of the connection cache.
     pub from_cache: bool,
+    /// TLS is on (STARTTLS or wrapper mode) and what it achieved.
+    pub tls_wrapped: bool,
+    pub tls: Option<crate::tls::TlsInfo>,
+    /// The SASL mechanism we authenticated with.
+    pub sasl_mechanism: Option<String>,
 }
 
 /// Names of the EHLO keywords smtp_discard_ehlo_keywords understands.
@@ -304,39 +315,48 @@ const DISCARDABLE: &[&str] = &[
     "SILENT-DISCARD",
 ];
 
-impl Session {
-    /// Log reply-reader warnings the way Postfix's reply reader does.
-    pub fn read_reply(&mut self, queue_id: &str) -> Result<Reply, IoFailure> {
-        let peer = self.peer.namaddrport();
-        let pipelining = self.caps.pipelining;
-        let proto = if self.lmtp { "LMTP" } else { "ESMTP" };
-        let addr = self.peer.addr.clone();
-        let param = if self.lmtp {
-            "lmtp_discard_lhlo_keyword_address_maps"
-        } else {
-            "smtp_discard_ehlo_keyword_address_maps"
-        };
-        let mut garbage = false;
-        let r = reply::read_reply(&mut self.conn, |w| match w {
-            ReplyWarning::LongLine(s) => log::warn(&format!(
-                "{peer}: response longer than {}: {s}...",
-                reply::LINE_LIMIT
-            )),
-            ReplyWarning::LongReply(s) => log::warn(&format!(
-                "{peer}: multi-line response longer than {} {s}...",
-                reply::LINE_LIMIT
-            )),
-            ReplyWarning::Garbage(s) => {
-                garbage = true;
-                if pipelining {
-                    log::warn(&format!(
-                        "{queue_id}: non-{proto} response from {peer}: {s}"
-                    ));
-                    log::warn(&format!(
-                        "to prevent loss of mail, turn off command pipelining for {addr} with the {param} parameter"
-                    ));
-                }
+/// Log one reply-reader warning as Postfix does.
+pub fn log_reply_warning(peer: &Peer, pipelining: bool, lmtp: bool, queue_id: &str, w: ReplyWarning) {
+    let namaddr = peer.namaddrport();
+    let proto = if lmtp { "LMTP" } else { "ESMTP" };
+    let param = if lmtp {
+        "lmtp_discard_lhlo_keyword_address_maps"
+    } else {
+        "smtp_discard_ehlo_keyword_address_maps"
+    };
+    match w {
+        ReplyWarning::LongLine(s) => log::warn(&format!(
+            "{namaddr}: response longer than {}: {s}...",
+            reply::LINE_LIMIT
+        )),
+        ReplyWarning::LongReply(s) => log::warn(&format!(
+            "{namaddr}: multi-line response longer than {} {s}...",
+            reply::LINE_LIMIT
+        )),
+        ReplyWarning::Garbage(s) => {
+            if pipelining {
+                log::warn(&format!("{queue_id}: non-{proto} response from {namaddr}: {s}"));
+                log::warn(&format!(
+                    "to prevent loss of mail, turn off command pipelining for {} with the {param} parameter",
+                    peer.addr
+                ));
             }
+        }
+    }
+}
+
+impl Session {
+    /// Read a reply, logging reader warnings the way Postfix's reply reader does.
+    pub fn read_reply(&mut self, queue_id: &str) -> Result<Reply, IoFailure> {
+        let peer = self.peer.clone();
+        let pipelining = self.caps.pipelining;
+        let lmtp = self.lmtp;
+        let mut garbage = false;
+        let r = reply::read_reply(&mut self.conn, |w| {
+            if matches!(w, ReplyWarning::Garbage(_)) {
+                garbage = true;
+            }
+            log_reply_warning(&peer, pipelining, lmtp, queue_id, w)
         });
         // A server that answers with garbage is out of step: never cache its connection.
         if garbage {
@@ -356,6 +376,21 @@ impl Session {
         nexthop: &str,
         arrival: Option<std::time::SystemTime>,
     ) -> Result<Session, Box<(Option<Peer>, Failure)>> {
+        Self::open_with(ep, params, queue_id, tracer, best_mx, nexthop, arrival, None)
+    }
+
+    /// `open` with TLS and SASL when `extras` asks for them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open_with(
+        ep: &Endpoint,
+        params: &Params,
+        queue_id: &str,
+        tracer: &mut dyn FnMut(&Peer) -> Option<Tracer>,
+        best_mx: bool,
+        nexthop: &str,
+        arrival: Option<std::time::SystemTime>,
+        extras: Option<&secure::Extras>,
+    ) -> Result<Session, Box<(Option<Peer>, Failure)>> {
         let peer = Peer::of(ep, &params.myhostname);
         let stream =
             connect(ep, &peer, params).map_err(|d| Box::new((None, Failure::new(d, false))))?;
@@ -371,9 +406,12 @@ impl Session {
             pix_delay_dotcrlf: false,
             expire: None,
             from_cache: false,
+            tls_wrapped: false,
+            tls: None,
+            sasl_mechanism: None,
         };
         let loop_detect = !params.lmtp && matches!(ep.addr, Address::Inet(sa) if sa.port() == 25);
-        match s.handshake(params, queue_id, loop_detect, best_mx, nexthop, arrival) {
+        match s.handshake(params, queue_id, loop_detect, best_mx, nexthop, arrival, extras) {
             Ok(()) => Ok(s),
             Err(f) => {
                 if f.send_quit {
@@ -385,6 +423,7 @@ impl Session {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn handshake(
         &mut self,
         params: &Params,
@@ -393,10 +432,16 @@ impl Session {
         best_mx: bool,
         nexthop: &str,
         arrival: Option<std::time::SystemTime>,
+        extras: Option<&secure::Extras>,
     ) -> Result<(), Failure> {
         let peer = self.peer.clone();
+        if let Some(plan) = extras.and_then(|x| x.tls.as_ref())
+            && plan.settings.wrappermode
+        {
+            self.wrap_tls(plan, params)?;
+        }
         self.conn.set_timeout(params.helo_timeout);
-        let mut where_ = "receiving the initial server greeting";
+        let where_ = "receiving the initial server greeting";
         let io = |e: IoFailure, w: &str| Failure::new(io_failure_dsn(&peer, &e, w), false);
         let refused = |r: &Reply, status_override: Option<char>| {
             let mut dsn = reply_dsn(
@@ -489,6 +534,49 @@ impl Session {
             }
         }
 
+        self.caps.esmtp = esmtp;
+        self.ehlo(params, queue_id, loop_detect, best_mx, nexthop)?;
+        if let Some(x) = extras {
+            if let Some(plan) = &x.tls
+                && !self.tls_wrapped
+            {
+                self.starttls(plan, params, queue_id, loop_detect, best_mx, nexthop)?;
+            }
+            if let Some(sasl) = &x.sasl {
+                self.sasl_login(sasl, params, queue_id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// EHLO/HELO/LHLO and what the reply offers (also again after STARTTLS).
+    fn ehlo(
+        &mut self,
+        params: &Params,
+        queue_id: &str,
+        loop_detect: bool,
+        best_mx: bool,
+        nexthop: &str,
+    ) -> Result<(), Failure> {
+        let peer = self.peer.clone();
+        let mut where_;
+        let io = |e: IoFailure, w: &str| Failure::new(io_failure_dsn(&peer, &e, w), false);
+        let refused = |r: &Reply| {
+            Failure::new(
+                reply_dsn(
+                    &peer,
+                    r,
+                    format!(
+                        "host {} refused to talk to me: {}",
+                        peer.namaddr(),
+                        r.one_line()
+                    ),
+                ),
+                true,
+            )
+        };
+        let mut esmtp = self.caps.esmtp;
+        self.caps = Caps::default();
         let ehlo_reply;
         if params.lmtp {
             where_ = "performing the LHLO handshake";
@@ -496,7 +584,7 @@ impl Session {
             self.conn.flush().map_err(|e| io(e, where_))?;
             let r = self.read_reply(queue_id).map_err(|e| io(e, where_))?;
             if r.class() != 2 {
-                return Err(refused(&r, None));
+                return Err(refused(&r));
             }
             ehlo_reply = Some(r);
         } else {
@@ -509,7 +597,7 @@ impl Session {
                 if r.class() == 2 {
                     got = Some(r);
                 } else if r.code == 421 {
-                    return Err(refused(&r, None));
+                    return Err(refused(&r));
                 } else {
                     esmtp = false;
                 }
@@ -520,7 +608,7 @@ impl Session {
                 self.conn.flush().map_err(|e| io(e, where_))?;
                 let r = self.read_reply(queue_id).map_err(|e| io(e, where_))?;
                 if r.class() != 2 {
-                    return Err(refused(&r, None));
+                    return Err(refused(&r));
                 }
             }
             ehlo_reply = got;
@@ -620,6 +708,7 @@ impl Session {
                 }
                 "STARTTLS" if keep("STARTTLS") => self.caps.starttls = true,
                 "AUTH" if keep("AUTH") => {
+                    self.caps.auth_offered = true;
                     for m in words {
                         let m = m.to_ascii_uppercase();
                         if !self.caps.auth.contains(&m) {

@@ -218,6 +218,7 @@ impl Session {
             smtputf8: feat & F_SMTPUTF8 != 0,
             starttls: feat & F_STARTTLS != 0,
             chunking: false,
+            auth_offered: prop(&p, "auth").is_some_and(|a| !a.is_empty()),
             auth: words("auth"),
             xforward: words("xforward"),
             helo: prop(&p, "server_helo").unwrap_or("").to_string(),
@@ -239,6 +240,9 @@ impl Session {
             pix_delay_dotcrlf: feat & F_PIX_DELAY_DOTCRLF != 0,
             expire: Some(UNIX_EPOCH + Duration::from_secs(expire)),
             from_cache: true,
+            tls_wrapped: false,
+            tls: None,
+            sasl_mechanism: None,
         })
     }
 
@@ -328,6 +332,9 @@ mod tests {
             pix_delay_dotcrlf: false,
             expire: Some(SystemTime::now() + Duration::from_secs(60)),
             from_cache: false,
+            tls_wrapped: false,
+            tls: None,
+            sasl_mechanism: None,
         };
         assert!(s.cacheable(&params));
         let caps = s.caps.clone();
