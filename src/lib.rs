@@ -18,4 +18,5 @@ pub mod route;
 pub mod session;
 pub mod sink;
 pub mod sysexits;
+pub mod table;
 pub mod transaction;
