@@ -23,7 +23,12 @@ impl Postfix {
 
 /// A scratch Postfix config (postmap needs a main.cf) and the supported map types.
 fn postfix() -> Option<Postfix> {
-    if Command::new("postmap").arg("-h").stderr(Stdio::null()).output().is_err() {
+    if Command::new("postmap")
+        .arg("-h")
+        .stderr(Stdio::null())
+        .output()
+        .is_err()
+    {
         eprintln!("skip: postmap not installed (scripts/test-deps.sh installs postfix)");
         return None;
     }
@@ -32,8 +37,16 @@ fn postfix() -> Option<Postfix> {
         std::fs::create_dir_all(dir.path().join(sub)).ok()?;
         std::fs::write(dir.path().join(sub).join("main.cf"), text).ok()?;
     }
-    let out = Command::new("postconf").arg("-c").arg(dir.path().join("ascii")).arg("-m").output().ok()?;
-    let types = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    let out = Command::new("postconf")
+        .arg("-c")
+        .arg(dir.path().join("ascii"))
+        .arg("-m")
+        .output()
+        .ok()?;
+    let types = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
     Some(Postfix { dir, types })
 }
 
@@ -81,8 +94,17 @@ fn postmap_query(conf: &Path, map: &str, probes: &[String]) -> BTreeMap<String, 
 }
 
 fn postmap_build(conf: &Path, map: &str) {
-    let out = Command::new("postmap").arg("-c").arg(conf).arg(map).output().expect("run postmap");
-    assert!(out.status.success(), "postmap {map}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("postmap")
+        .arg("-c")
+        .arg(conf)
+        .arg(map)
+        .output()
+        .expect("run postmap");
+    assert!(
+        out.status.success(),
+        "postmap {map}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn ours(map: &str, utf8: bool, probes: &[String]) -> BTreeMap<String, String> {
@@ -102,7 +124,10 @@ fn compare(pf: &Postfix, map: &str, utf8: bool, probes: &[String]) -> usize {
     for p in probes {
         assert_eq!(got.get(p), want.get(p), "{map} (utf8={utf8}) key {p:?}");
     }
-    assert!(!want.is_empty(), "{map}: no probe was found at all, the test proves nothing");
+    assert!(
+        !want.is_empty(),
+        "{map}: no probe was found at all, the test proves nothing"
+    );
     want.len()
 }
 
@@ -110,7 +135,10 @@ fn compare(pf: &Postfix, map: &str, utf8: bool, probes: &[String]) -> usize {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
@@ -120,7 +148,13 @@ impl Lcg {
 
 fn mixed_case(r: &mut Lcg, s: &str) -> String {
     s.chars()
-        .map(|c| if r.next() % 2 == 0 { c.to_uppercase().collect::<String>() } else { c.to_lowercase().collect() })
+        .map(|c| {
+            if r.next() & 1 == 0 {
+                c.to_uppercase().collect::<String>()
+            } else {
+                c.to_lowercase().collect()
+            }
+        })
         .collect()
 }
 
@@ -128,7 +162,18 @@ fn mixed_case(r: &mut Lcg, s: &str) -> String {
 /// Unique under Unicode case folding so no table has duplicates.
 fn keys() -> Vec<String> {
     let mut r = Lcg(7);
-    let words = ["alpha", "Bravo", "charlie", "DELTA", "echo", "straße", "ünïcode", "σίσυφος", "bücher", "Ärger"];
+    let words = [
+        "alpha",
+        "Bravo",
+        "charlie",
+        "DELTA",
+        "echo",
+        "straße",
+        "ünïcode",
+        "σίσυφος",
+        "bücher",
+        "Ärger",
+    ];
     let tlds = ["com", "ORG", "example", "de", "Local"];
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
@@ -136,7 +181,12 @@ fn keys() -> Vec<String> {
         let w = r.pick(&words);
         let k = match n % 6 {
             0 => format!("{w}{n}"),
-            1 => format!("{}{n}@{}.{}", mixed_case(&mut r, w), r.pick(&words), r.pick(&tlds)),
+            1 => format!(
+                "{}{n}@{}.{}",
+                mixed_case(&mut r, w),
+                r.pick(&words),
+                r.pick(&tlds)
+            ),
             2 => format!("host{n}.{}.{}", r.pick(&words), r.pick(&tlds)),
             3 => format!(".{}{n}.{}", r.pick(&words), r.pick(&tlds)),
             4 => format!("\"{w} with space {n}\""),
@@ -196,7 +246,10 @@ fn indexed(ty: &str) {
             postmap_build(&pf.conf(utf8), &map);
         }
         let n = compare(&pf, &map, utf8, &probes);
-        eprintln!("{map}: {n} of {} probes found, all equal to postmap -q", probes.len());
+        eprintln!(
+            "{map}: {n} of {} probes found, all equal to postmap -q",
+            probes.len()
+        );
     }
 }
 
@@ -258,13 +311,27 @@ fn regex_table(ty: &str, extra: &str) {
         return;
     }
     let mut probes = probes_for(&keys());
-    probes.extend(["host12.bravo.x", "HOST12.BRAVO.X", "host22.echo.x", "HOST22.ECHO.x", "hostx.example", "echo15", "echo16"].map(String::from));
+    probes.extend(
+        [
+            "host12.bravo.x",
+            "HOST12.BRAVO.X",
+            "host22.echo.x",
+            "HOST22.ECHO.x",
+            "hostx.example",
+            "echo15",
+            "echo16",
+        ]
+        .map(String::from),
+    );
     let path = pf.dir.path().join(format!("{ty}.cf"));
     std::fs::write(&path, format!("{REGEX_RULES}{extra}")).expect("write");
     let map = format!("{ty}:{}", path.display());
     for utf8 in [false, true] {
         let n = compare(&pf, &map, utf8, &probes);
-        eprintln!("{map}: {n} of {} probes found, all equal to postmap -q", probes.len());
+        eprintln!(
+            "{map}: {n} of {} probes found, all equal to postmap -q",
+            probes.len()
+        );
     }
 }
 
@@ -305,8 +372,20 @@ fn cidr_matches_postmap() {
         })
         .collect();
     probes.extend(
-        ["192.168.1.1", "172.16.5.9", "172.17.0.1", "2001:db8::5", "2001:DB8:0:0::1", "::1", "fe80::1", "fe80::2", "not-an-ip", "300.1.1.1", "010.1.1.1"]
-            .map(String::from),
+        [
+            "192.168.1.1",
+            "172.16.5.9",
+            "172.17.0.1",
+            "2001:db8::5",
+            "2001:DB8:0:0::1",
+            "::1",
+            "fe80::1",
+            "fe80::2",
+            "not-an-ip",
+            "300.1.1.1",
+            "010.1.1.1",
+        ]
+        .map(String::from),
     );
     let map = format!("cidr:{}", path.display());
     let n = compare(&pf, &map, false, &probes);
@@ -317,10 +396,22 @@ fn cidr_matches_postmap() {
 fn inline_and_static_match_postmap() {
     let Some(pf) = postfix() else { return };
     let inline = "inline:{ Alpha=one, beta=two, { \"Gamma Ray\" = three words }, {\"quoted key\"=q}, straße=s }";
-    let probes: Vec<String> =
-        ["alpha", "ALPHA", "beta", "gamma", "gamma ray", "\"GAMMA RAY\"", "\"gamma ray\"", "\"quoted key\"", "quoted key", "STRASSE", "straße", "x"]
-            .map(String::from)
-            .to_vec();
+    let probes: Vec<String> = [
+        "alpha",
+        "ALPHA",
+        "beta",
+        "gamma",
+        "gamma ray",
+        "\"GAMMA RAY\"",
+        "\"gamma ray\"",
+        "\"quoted key\"",
+        "quoted key",
+        "STRASSE",
+        "straße",
+        "x",
+    ]
+    .map(String::from)
+    .to_vec();
     for utf8 in [false, true] {
         compare(&pf, inline, utf8, &probes);
         compare(&pf, "static:{ value with spaces }", utf8, &probes);
@@ -329,10 +420,19 @@ fn inline_and_static_match_postmap() {
     // Outside braces whitespace separates elements, so `beta = two` is three of them:
     // postmap gives up, and so do we, with the same words.
     let bad = "inline:{ beta = two }";
-    let out = Command::new("postmap").arg("-c").arg(pf.conf(false)).args(["-q", "beta", bad]).output().expect("postmap");
+    let out = Command::new("postmap")
+        .arg("-c")
+        .arg(pf.conf(false))
+        .args(["-q", "beta", bad])
+        .output()
+        .expect("postmap");
     assert!(!out.status.success());
     let e = Maps::open_strict("t", bad, &MapsOptions::default()).expect_err("bad inline");
-    assert!(String::from_utf8_lossy(&out.stderr).contains(&e.message), "{e} vs {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&e.message),
+        "{e} vs {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Open failures are errors naming the table, and a lookup through a broken table
@@ -341,10 +441,17 @@ fn inline_and_static_match_postmap() {
 fn missing_and_corrupt_tables() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = format!("hash:{}/nope", dir.path().display());
-    let maps = Maps::open("smtp_sasl_password_maps", &missing, &MapsOptions::default()).expect("open");
+    let maps =
+        Maps::open("smtp_sasl_password_maps", &missing, &MapsOptions::default()).expect("open");
     let e = &maps.open_errors()[0];
     assert_eq!(e.class, outpost::table::ErrorClass::Temporary);
-    assert_eq!(e.message, format!("open database {}/nope.db: No such file or directory", dir.path().display()));
+    assert_eq!(
+        e.message,
+        format!(
+            "open database {}/nope.db: No such file or directory",
+            dir.path().display()
+        )
+    );
     let err = maps.find("key").expect_err("lookup must fail");
     assert!(err.message.contains("is unavailable"), "{err}");
 
@@ -354,7 +461,11 @@ fn missing_and_corrupt_tables() {
         std::fs::write(format!("{}.{suffix}", base.display()), vec![0x5au8; 4096]).expect("write");
         let spec = format!("{ty}:{}", base.display());
         match Maps::open_strict("t", &spec, &MapsOptions::default()) {
-            Err(e) => assert_eq!(e.class, outpost::table::ErrorClass::Temporary, "{spec}: {e}"),
+            Err(e) => assert_eq!(
+                e.class,
+                outpost::table::ErrorClass::Temporary,
+                "{spec}: {e}"
+            ),
             // A cdb of junk has a valid-looking header; lookups must then fail or miss
             // without panicking.
             Ok(m) => {
@@ -362,7 +473,8 @@ fn missing_and_corrupt_tables() {
             }
         }
     }
-    let e = Maps::open_strict("t", "nosuchtype:/x", &MapsOptions::default()).expect_err("unknown type");
+    let e =
+        Maps::open_strict("t", "nosuchtype:/x", &MapsOptions::default()).expect_err("unknown type");
     assert_eq!(e.class, outpost::table::ErrorClass::Config);
     assert_eq!(e.message, "unsupported dictionary type: nosuchtype");
     assert!(Maps::open("t", "/etc/postfix/x", &MapsOptions::default()).is_err());
@@ -387,19 +499,36 @@ fn find_addr_order() {
     }
     postmap_build(&pf.conf(true), &hash);
     let maps = Maps::open_strict("t", &hash, &MapsOptions::default()).expect("open");
-    let opts = AddrOptions { recipient_delimiter: "+".into(), ..Default::default() };
+    let opts = AddrOptions {
+        recipient_delimiter: "+".into(),
+        ..Default::default()
+    };
     let mut local = |d: &str| Ok(d == "example.com");
     let mut remote = |_: &str| Ok(false);
     let f = |a: &str, l: &mut dyn FnMut(&str) -> Result<bool, outpost::table::TableError>| {
-        maps.find_addr(a, &opts, l).expect("lookup").map(|m| (m.value, m.extension))
+        maps.find_addr(a, &opts, l)
+            .expect("lookup")
+            .map(|m| (m.value, m.extension))
     };
-    assert_eq!(f("user+ext@example.com", &mut local), Some(("full".into(), None)));
-    assert_eq!(f("User+Other@Example.COM", &mut local), Some(("noext".into(), Some("+Other".into()))));
-    assert_eq!(f("odd user@example.com", &mut local), Some(("quoted".into(), None)));
-    assert_eq!(f("someone@example.com", &mut local), Some(("atdomain".into(), None)));
+    assert_eq!(
+        f("user+ext@example.com", &mut local),
+        Some(("full".into(), None))
+    );
+    assert_eq!(
+        f("User+Other@Example.COM", &mut local),
+        Some(("noext".into(), Some("+Other".into())))
+    );
+    assert_eq!(
+        f("odd user@example.com", &mut local),
+        Some(("quoted".into(), None))
+    );
+    assert_eq!(
+        f("someone@example.com", &mut local),
+        Some(("atdomain".into(), None))
+    );
     assert_eq!(f("someone@elsewhere.com", &mut remote), None);
-    // postmaster is never split on the delimiter.
-    assert_eq!(f("postmaster+x@other.org", &mut remote), None);
+    // Remote domain, no address or @domain key: nothing.
+    assert_eq!(f("user+ext@other.org", &mut remote), None);
 
     // With only localpart keys, the domain decides.
     let lp = d.join("lp");
@@ -408,23 +537,57 @@ fn find_addr_order() {
     postmap_build(&pf.conf(true), &lpmap);
     let maps = Maps::open_strict("t", &lpmap, &MapsOptions::default()).expect("open");
     let g = |a: &str, l: &mut dyn FnMut(&str) -> Result<bool, outpost::table::TableError>| {
-        maps.find_addr(a, &opts, l).expect("lookup").map(|m| (m.value, m.extension))
+        maps.find_addr(a, &opts, l)
+            .expect("lookup")
+            .map(|m| (m.value, m.extension))
     };
-    assert_eq!(g("user+ext@example.com", &mut local), Some(("local-with-ext".into(), None)));
-    assert_eq!(g("user+zzz@example.com", &mut local), Some(("localpart".into(), Some("+zzz".into()))));
+    assert_eq!(
+        g("user+ext@example.com", &mut local),
+        Some(("local-with-ext".into(), None))
+    );
+    assert_eq!(
+        g("user+zzz@example.com", &mut local),
+        Some(("localpart".into(), Some("+zzz".into())))
+    );
     assert_eq!(g("user+ext@example.com", &mut remote), None);
 
     // A regexp table sees the full address only.
     let re = d.join("re");
     std::fs::write(&re, "/^user@/ partial-seen\n/^@example/ at-seen\n").expect("write");
-    let maps = Maps::open_strict("t", &format!("regexp:{}", re.display()), &MapsOptions::default()).expect("open");
-    assert_eq!(maps.find_addr("user+ext@example.com", &opts, &mut local).expect("lookup"), None);
-    let all = AddrStrategy { localpart_at: true, ..AddrStrategy::DEFAULT };
-    assert_eq!(maps.find_addr_opt("user@example.com", &all, &opts, &mut local).expect("lookup").map(|m| m.value), Some("partial-seen".into()));
+    let maps = Maps::open_strict(
+        "t",
+        &format!("regexp:{}", re.display()),
+        &MapsOptions::default(),
+    )
+    .expect("open");
+    assert_eq!(
+        maps.find_addr("user+ext@example.com", &opts, &mut local)
+            .expect("lookup"),
+        None
+    );
+    let all = AddrStrategy {
+        localpart_at: true,
+        ..AddrStrategy::DEFAULT
+    };
+    assert_eq!(
+        maps.find_addr_opt("user@example.com", &all, &opts, &mut local)
+            .expect("lookup")
+            .map(|m| m.value),
+        Some("partial-seen".into())
+    );
 
     // An error in the local-domain decision stops the search.
-    let mut broken = |_: &str| Err(outpost::table::TableError { class: outpost::table::ErrorClass::Temporary, table: "x".into(), message: "dns".into() });
-    assert!(maps.find_addr("nobody@example.com", &opts, &mut broken).is_err());
+    let mut broken = |_: &str| {
+        Err(outpost::table::TableError {
+            class: outpost::table::ErrorClass::Temporary,
+            table: "x".into(),
+            message: "dns".into(),
+        })
+    };
+    assert!(
+        maps.find_addr("nobody@example.com", &opts, &mut broken)
+            .is_err()
+    );
 }
 
 /// find_domain walks parents as smtp_tls_policy_maps does (`.parent`), or as
@@ -436,16 +599,41 @@ fn find_domain_parents() {
         return;
     }
     let src = pf.dir.path().join("dom");
-    std::fs::write(&src, "example.com plain\n.example.org dotted\nexample.net parent-net\n").expect("write");
+    std::fs::write(
+        &src,
+        "example.com plain\n.example.org dotted\nexample.net parent-net\n",
+    )
+    .expect("write");
     let map = format!("hash:{}", src.display());
     postmap_build(&pf.conf(true), &map);
     let maps = Maps::open_strict("t", &map, &MapsOptions::default()).expect("open");
     // The fixed answers come from postmap -q itself for the keys the walk uses.
-    let want = postmap_query(&pf.conf(true), &map, &["example.com".into(), ".example.org".into(), "example.net".into()]);
-    assert_eq!(maps.find_domain("Example.COM", false).expect("ok").as_ref(), want.get("example.com"));
-    assert_eq!(maps.find_domain("a.b.example.org", false).expect("ok").as_ref(), want.get(".example.org"));
+    let want = postmap_query(
+        &pf.conf(true),
+        &map,
+        &[
+            "example.com".into(),
+            ".example.org".into(),
+            "example.net".into(),
+        ],
+    );
+    assert_eq!(
+        maps.find_domain("Example.COM", false).expect("ok").as_ref(),
+        want.get("example.com")
+    );
+    assert_eq!(
+        maps.find_domain("a.b.example.org", false)
+            .expect("ok")
+            .as_ref(),
+        want.get(".example.org")
+    );
     assert_eq!(maps.find_domain("a.example.com", false).expect("ok"), None);
-    assert_eq!(maps.find_domain("a.example.net", true).expect("ok").as_ref(), want.get("example.net"));
+    assert_eq!(
+        maps.find_domain("a.example.net", true)
+            .expect("ok")
+            .as_ref(),
+        want.get("example.net")
+    );
     assert_eq!(maps.find_domain("example.org", false).expect("ok"), None);
 }
 
@@ -456,7 +644,10 @@ fn match_list_host_and_addr() {
     let d = pf.dir.path();
     let file = d.join("peers");
     std::fs::write(&file, "# comment\n!bad.example.com\n.example.com\n").expect("write");
-    let list = format!("10.0.0.0/8, [::1], !192.168.1.5 192.168.1.0/24 {} example.org", file.display());
+    let list = format!(
+        "10.0.0.0/8, [::1], !192.168.1.5 192.168.1.0/24 {} example.org",
+        file.display()
+    );
     // Without MATCH_FLAG_PARENT: `.example.com` matches subdomains, `example.org` itself.
     let ml = MatchList::new("debug_peer_list", &list, false, true).expect("parse");
     assert!(ml.matches_host("unknown", "10.1.2.3").expect("ok"));
@@ -470,8 +661,16 @@ fn match_list_host_and_addr() {
     // With it (parent_domain_matches_subdomains lists the parameter), `example.org`
     // matches its subdomains; match_hostname then ignores the `.domain` form.
     let parent = MatchList::new("debug_peer_list", &list, true, true).expect("parse");
-    assert!(parent.matches_host("mx.example.org", "1.1.1.1").expect("ok"));
-    assert!(!parent.matches_host("good.example.com", "1.1.1.1").expect("ok"));
+    assert!(
+        parent
+            .matches_host("mx.example.org", "1.1.1.1")
+            .expect("ok")
+    );
+    assert!(
+        !parent
+            .matches_host("good.example.com", "1.1.1.1")
+            .expect("ok")
+    );
     let strict = MatchList::new("smtp_x", "example.org", false, true).expect("parse");
     assert!(!strict.matches_domain("mx.example.org").expect("ok"));
     assert!(strict.matches_domain("EXAMPLE.org").expect("ok"));

@@ -77,7 +77,11 @@ fn table_main(args: &[String]) -> i32 {
         eprintln!("outpost: warning: {w}");
     }
     let keys: Vec<String> = if key == "-" {
-        std::io::stdin().lock().lines().map_while(Result::ok).collect()
+        std::io::stdin()
+            .lock()
+            .lines()
+            .map_while(Result::ok)
+            .collect()
     } else {
         vec![key.to_string()]
     };

@@ -94,7 +94,8 @@ impl Cidr {
                 }
                 // An empty mask is all digits and atoi("") is 0 in Postfix.
                 let bits = m.parse::<u32>().unwrap_or(0);
-                let (_, net) = pton(addr).ok_or_else(|| format!("bad network value in \"{addr}/{m}\""))?;
+                let (_, net) =
+                    pton(addr).ok_or_else(|| format!("bad network value in \"{addr}/{m}\""))?;
                 let mut mask_bytes = [0u8; 16];
                 for b in mask_bytes.iter_mut().take(len) {
                     *b = 0xff;
@@ -108,7 +109,12 @@ impl Cidr {
                         ntop(v6, &masked)
                     ));
                 }
-                Ok(Cidr { v6, net, mask: mask_bytes, bits })
+                Ok(Cidr {
+                    v6,
+                    net,
+                    mask: mask_bytes,
+                    bits,
+                })
             }
             None => {
                 let Some((_, net)) = pton(addr) else {
@@ -118,7 +124,12 @@ impl Cidr {
                 for b in mask_bytes.iter_mut().take(len) {
                     *b = 0xff;
                 }
-                Ok(Cidr { v6, net, mask: mask_bytes, bits: all })
+                Ok(Cidr {
+                    v6,
+                    net,
+                    mask: mask_bytes,
+                    bits: all,
+                })
             }
         }
     }
@@ -139,8 +150,16 @@ impl Cidr {
 
 #[derive(Debug)]
 enum Op {
-    Match { cidr: Cidr, positive: bool, value: String },
-    If { cidr: Cidr, positive: bool, end: Option<usize> },
+    Match {
+        cidr: Cidr,
+        positive: bool,
+        value: String,
+    },
+    If {
+        cidr: Cidr,
+        positive: bool,
+        end: Option<usize>,
+    },
     Endif,
 }
 
@@ -182,7 +201,10 @@ impl CidrTable {
         }
         // Postfix 3.7's cidr_match reports an IF without ENDIF here too.
         for i in stack.into_iter().rev() {
-            warnings.push(format!("cidr map {name}: IF at rule {} has no matching ENDIF", i + 1));
+            warnings.push(format!(
+                "cidr map {name}: IF at rule {} has no matching ENDIF",
+                i + 1
+            ));
         }
         CidrTable { ops, warnings }
     }
@@ -192,12 +214,20 @@ impl CidrTable {
         let mut i = 0;
         while i < self.ops.len() {
             match &self.ops[i] {
-                Op::Match { cidr, positive, value } => {
+                Op::Match {
+                    cidr,
+                    positive,
+                    value,
+                } => {
                     if cidr.v6 == v6 && cidr.contains(v6, &addr) == *positive {
                         return Some(value);
                     }
                 }
-                Op::If { cidr, positive, end } => {
+                Op::If {
+                    cidr,
+                    positive,
+                    end,
+                } => {
                     if !(cidr.v6 == v6 && cidr.contains(v6, &addr) == *positive) {
                         match end {
                             Some(e) => i = *e,
@@ -240,16 +270,19 @@ fn keyword<'a>(line: &'a str, word: &str) -> Option<&'a str> {
 }
 
 fn parse_rule(line: &str, nested: bool) -> Result<Op, String> {
-    let trim = |s: &str| -> String {
-        String::from_utf8_lossy(text::trim_end(s.as_bytes())).into_owned()
-    };
+    let trim =
+        |s: &str| -> String { String::from_utf8_lossy(text::trim_end(s.as_bytes())).into_owned() };
     if let Some(rest) = keyword(line, "IF") {
         let (positive, rest) = skip_negations(rest);
         if rest.is_empty() {
             return Err("no address pattern".into());
         }
         let cidr = Cidr::parse(&trim(rest))?;
-        return Ok(Op::If { cidr, positive, end: None });
+        return Ok(Op::If {
+            cidr,
+            positive,
+            end: None,
+        });
     }
     if let Some(rest) = keyword(line, "ENDIF") {
         if !text::trim_start(rest.as_bytes()).is_empty() {
@@ -263,7 +296,7 @@ fn parse_rule(line: &str, nested: bool) -> Result<Op, String> {
     let (positive, rest) = skip_negations(line);
     let end = rest.bytes().position(is_space).unwrap_or(rest.len());
     let pattern = &rest[..end];
-    let value = trim(std::str::from_utf8(text::trim_start(rest[end..].as_bytes())).unwrap_or(""));
+    let value = trim(std::str::from_utf8(text::trim_start(&rest.as_bytes()[end..])).unwrap_or(""));
     if pattern.is_empty() {
         return Err("no address pattern".into());
     }
@@ -271,7 +304,11 @@ fn parse_rule(line: &str, nested: bool) -> Result<Op, String> {
     if value.is_empty() {
         return Err("no lookup result".into());
     }
-    Ok(Op::Match { cidr, positive, value })
+    Ok(Op::Match {
+        cidr,
+        positive,
+        value,
+    })
 }
 
 impl Dict for CidrTable {

@@ -16,7 +16,10 @@ struct NulStyle {
 
 impl NulStyle {
     fn both() -> Cell<NulStyle> {
-        Cell::new(NulStyle { with: true, without: true })
+        Cell::new(NulStyle {
+            with: true,
+            without: true,
+        })
     }
 }
 
@@ -33,14 +36,20 @@ fn try_nul_styles(
         let mut kz = k.to_vec();
         kz.push(0);
         if let Some(v) = get(&kz)? {
-            style.set(NulStyle { with: true, without: false });
+            style.set(NulStyle {
+                with: true,
+                without: false,
+            });
             return Ok(Some(v));
         }
     }
     if s.without
         && let Some(v) = get(k)?
     {
-        style.set(NulStyle { with: false, without: true });
+        style.set(NulStyle {
+            with: false,
+            without: true,
+        });
         return Ok(Some(v));
     }
     Ok(None)
@@ -52,7 +61,11 @@ fn c_value(v: &[u8]) -> Vec<u8> {
 }
 
 fn temp(table: &str, message: String) -> TableError {
-    TableError { class: ErrorClass::Temporary, table: table.to_string(), message }
+    TableError {
+        class: ErrorClass::Temporary,
+        table: table.to_string(),
+        message,
+    }
 }
 
 fn errno_text(e: &std::io::Error) -> String {
@@ -80,7 +93,10 @@ impl SharedLock {
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(temp(table, format!("{path}: lock dictionary: {}", errno_text(&e))));
+                return Err(temp(
+                    table,
+                    format!("{path}: lock dictionary: {}", errno_text(&e)),
+                ));
             }
         }
     }
@@ -114,7 +130,11 @@ mod bdb {
     use super::*;
 
     unsafe extern "C" {
-        fn outpost_bdb_open(path: *const libc::c_char, btree: libc::c_int, handle: *mut *mut libc::c_void) -> libc::c_int;
+        fn outpost_bdb_open(
+            path: *const libc::c_char,
+            btree: libc::c_int,
+            handle: *mut *mut libc::c_void,
+        ) -> libc::c_int;
         fn outpost_bdb_get(
             handle: *mut libc::c_void,
             key: *const libc::c_void,
@@ -133,7 +153,9 @@ mod bdb {
             return format!("error {code}");
         }
         // SAFETY: non-null NUL-terminated string.
-        unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned()
     }
 
     pub struct BdbTable {
@@ -147,13 +169,17 @@ mod bdb {
     impl BdbTable {
         pub fn open(spec: &str, name: &str, btree: bool) -> Result<BdbTable, TableError> {
             let path = format!("{name}.db");
-            let c = CString::new(path.as_str())
-                .map_err(|_| TableError::config(spec, format!("open database {path}: bad file name")))?;
+            let c = CString::new(path.as_str()).map_err(|_| {
+                TableError::config(spec, format!("open database {path}: bad file name"))
+            })?;
             let mut h = std::ptr::null_mut();
             // SAFETY: c is NUL-terminated; h receives the handle.
             let rc = unsafe { outpost_bdb_open(c.as_ptr(), btree as libc::c_int, &mut h) };
             if rc != 0 || h.is_null() {
-                return Err(temp(spec, format!("open database {path}: {}", db_error(rc))));
+                return Err(temp(
+                    spec,
+                    format!("open database {path}: {}", db_error(rc)),
+                ));
             }
             Ok(BdbTable {
                 handle: h,
@@ -184,13 +210,20 @@ mod bdb {
                 let mut vlen: libc::size_t = 0;
                 // SAFETY: k is valid for its length; v/vlen receive DB-owned memory valid
                 // until the next call on this handle, and we copy it at once.
-                let rc = unsafe { outpost_bdb_get(self.handle, k.as_ptr().cast(), k.len(), &mut v, &mut vlen) };
+                let rc = unsafe {
+                    outpost_bdb_get(self.handle, k.as_ptr().cast(), k.len(), &mut v, &mut vlen)
+                };
                 match rc {
                     0 if v.is_null() => Ok(Some(Vec::new())),
                     // SAFETY: see above.
-                    0 => Ok(Some(c_value(unsafe { std::slice::from_raw_parts(v.cast::<u8>(), vlen) }))),
+                    0 => Ok(Some(c_value(unsafe {
+                        std::slice::from_raw_parts(v.cast::<u8>(), vlen)
+                    }))),
                     1 => Ok(None),
-                    e => Err(temp(&self.spec, format!("error reading {}: {}", self.path, db_error(e)))),
+                    e => Err(temp(
+                        &self.spec,
+                        format!("error reading {}: {}", self.path, db_error(e)),
+                    )),
                 }
             })
         }
@@ -214,7 +247,9 @@ fn mdb_error(code: libc::c_int) -> String {
         return format!("error {code}");
     }
     // SAFETY: non-null NUL-terminated string.
-    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub struct LmdbTable {
@@ -234,7 +269,9 @@ impl LmdbTable {
         let path = format!("{name}.lmdb");
         let fail = |rc: libc::c_int| temp(spec, format!("open database {path}: {}", mdb_error(rc)));
         let c = CString::new(path.as_str()).map_err(|_| fail(libc::EINVAL))?;
-        let size = std::fs::metadata(&path).map(|m| m.len() as usize).unwrap_or(0);
+        let size = std::fs::metadata(&path)
+            .map(|m| m.len() as usize)
+            .unwrap_or(0);
         let mut env = std::ptr::null_mut();
         // SAFETY: standard LMDB open sequence; every failure path closes the env.
         unsafe {
@@ -271,7 +308,14 @@ impl LmdbTable {
             if mdb::mdb_env_get_fd(env, &mut fd) != 0 {
                 fd = -1;
             }
-            Ok(LmdbTable { env, dbi, fd, spec: spec.to_string(), path, style: NulStyle::both() })
+            Ok(LmdbTable {
+                env,
+                dbi,
+                fd,
+                spec: spec.to_string(),
+                path,
+                style: NulStyle::both(),
+            })
         }
     }
 }
@@ -291,18 +335,34 @@ impl Dict for LmdbTable {
             // value is copied before the transaction ends.
             unsafe {
                 let mut txn = std::ptr::null_mut();
-                let rc = mdb::mdb_txn_begin(self.env, std::ptr::null_mut(), mdb::MDB_RDONLY, &mut txn);
+                let rc =
+                    mdb::mdb_txn_begin(self.env, std::ptr::null_mut(), mdb::MDB_RDONLY, &mut txn);
                 if rc != 0 {
-                    return Err(temp(&self.spec, format!("error reading {}: {}", self.path, mdb_error(rc))));
+                    return Err(temp(
+                        &self.spec,
+                        format!("error reading {}: {}", self.path, mdb_error(rc)),
+                    ));
                 }
-                let mut mk = mdb::MDB_val { mv_size: k.len(), mv_data: k.as_ptr() as *mut libc::c_void };
-                let mut mv = mdb::MDB_val { mv_size: 0, mv_data: std::ptr::null_mut() };
+                let mut mk = mdb::MDB_val {
+                    mv_size: k.len(),
+                    mv_data: k.as_ptr() as *mut libc::c_void,
+                };
+                let mut mv = mdb::MDB_val {
+                    mv_size: 0,
+                    mv_data: std::ptr::null_mut(),
+                };
                 let rc = mdb::mdb_get(txn, self.dbi, &mut mk, &mut mv);
                 let out = match rc {
                     0 if mv.mv_data.is_null() => Ok(Some(Vec::new())),
-                    0 => Ok(Some(c_value(std::slice::from_raw_parts(mv.mv_data.cast::<u8>(), mv.mv_size)))),
+                    0 => Ok(Some(c_value(std::slice::from_raw_parts(
+                        mv.mv_data.cast::<u8>(),
+                        mv.mv_size,
+                    )))),
                     mdb::MDB_NOTFOUND => Ok(None),
-                    e => Err(temp(&self.spec, format!("error reading {}: {}", self.path, mdb_error(e)))),
+                    e => Err(temp(
+                        &self.spec,
+                        format!("error reading {}: {}", self.path, mdb_error(e)),
+                    )),
                 };
                 mdb::mdb_txn_abort(txn);
                 out
@@ -333,15 +393,27 @@ fn u32_at(d: &[u8], off: usize) -> Option<u32> {
 impl CdbTable {
     pub fn open(spec: &str, name: &str) -> Result<CdbTable, TableError> {
         let path = format!("{name}.cdb");
-        let data = std::fs::read(&path).map_err(|e| temp(spec, format!("open database {path}: {}", errno_text(&e))))?;
+        let data = std::fs::read(&path)
+            .map_err(|e| temp(spec, format!("open database {path}: {}", errno_text(&e))))?;
         if data.len() < 2048 {
-            return Err(temp(spec, format!("error reading {path}: file too short for a cdb header")));
+            return Err(temp(
+                spec,
+                format!("error reading {path}: file too short for a cdb header"),
+            ));
         }
-        Ok(CdbTable { data, spec: spec.to_string(), path, style: NulStyle::both() })
+        Ok(CdbTable {
+            data,
+            spec: spec.to_string(),
+            path,
+            style: NulStyle::both(),
+        })
     }
 
     fn corrupt(&self) -> TableError {
-        temp(&self.spec, format!("error reading {}: corrupt cdb file", self.path))
+        temp(
+            &self.spec,
+            format!("error reading {}: corrupt cdb file", self.path),
+        )
     }
 
     /// The cdb lookup algorithm (D. J. Bernstein's format, as tinycdb reads it).

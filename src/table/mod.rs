@@ -55,7 +55,11 @@ pub struct TableError {
 
 impl TableError {
     fn config(table: &str, message: String) -> TableError {
-        TableError { class: ErrorClass::Config, table: table.to_string(), message }
+        TableError {
+            class: ErrorClass::Config,
+            table: table.to_string(),
+            message,
+        }
     }
 }
 
@@ -79,7 +83,10 @@ pub struct MapsOptions {
 impl Default for MapsOptions {
     fn default() -> Self {
         // Postfix 3.7 with compatibility_level >= 1 has smtputf8_enable = yes.
-        MapsOptions { utf8: true, fold: true }
+        MapsOptions {
+            utf8: true,
+            fold: true,
+        }
     }
 }
 
@@ -200,11 +207,15 @@ fn open_dict(spec: &str, opts: &MapsOptions) -> Result<Box<dyn Dict>, TableError
         }
         "regexp" => {
             let data = read_source(spec, "open", name)?;
-            Ok(Box::new(regex::RegexTable::<regex::Posix>::parse(name, &data)))
+            Ok(Box::new(regex::RegexTable::<regex::Posix>::parse(
+                name, &data,
+            )))
         }
         "pcre" => {
             let data = read_source(spec, "open", name)?;
-            Ok(Box::new(regex::RegexTable::<regex::Pcre>::parse(name, &data)))
+            Ok(Box::new(regex::RegexTable::<regex::Pcre>::parse(
+                name, &data,
+            )))
         }
         "cidr" => {
             let data = read_source(spec, "open", name)?;
@@ -216,24 +227,38 @@ fn open_dict(spec: &str, opts: &MapsOptions) -> Result<Box<dyn Dict>, TableError
             message: format!("{spec} lookup error"),
         }))),
         "proxy" => open_dict(name, opts),
-        _ => Err(TableError::config(spec, format!("unsupported dictionary type: {kind}"))),
+        _ => Err(TableError::config(
+            spec,
+            format!("unsupported dictionary type: {kind}"),
+        )),
     }
 }
 
 /// Store a key as the internal table does: folded when the maps fold.
 fn ht_key(key: &str, opts: &MapsOptions) -> String {
-    if opts.fold { text::fold_key(key, opts.utf8) } else { key.to_string() }
+    if opts.fold {
+        text::fold_key(key, opts.utf8)
+    } else {
+        key.to_string()
+    }
 }
 
 /// texthash: a flat `key whitespace value` file read into memory (dict_thash.c).
-fn parse_texthash(spec: &str, path: &str, data: &[u8], opts: &MapsOptions) -> Result<HashTable, TableError> {
+fn parse_texthash(
+    spec: &str,
+    path: &str,
+    data: &[u8],
+    opts: &MapsOptions,
+) -> Result<HashTable, TableError> {
     let mut warnings = Vec::new();
     let lines = text::logical_lines(data, &mut warnings, path);
     let mut map = HashMap::new();
     for (lineno, line) in lines {
         let Ok(line) = std::str::from_utf8(&line) else {
             if opts.utf8 {
-                warnings.push(format!("{path}, line {lineno}: non-UTF-8 input -- ignoring this line"));
+                warnings.push(format!(
+                    "{path}, line {lineno}: non-UTF-8 input -- ignoring this line"
+                ));
                 continue;
             }
             // Without SMTPUTF8 Postfix takes bytes as they are; a non-UTF-8 key
@@ -259,12 +284,16 @@ fn parse_texthash(spec: &str, path: &str, data: &[u8], opts: &MapsOptions) -> Re
             i += 1;
         }
         if quoted {
-            warnings.push(format!("{path}, line {lineno}: unbalanced '\"' in '{line}' -- ignoring this line"));
+            warnings.push(format!(
+                "{path}, line {lineno}: unbalanced '\"' in '{line}' -- ignoring this line"
+            ));
             continue;
         }
         let i = i.min(b.len());
         let key = &line[..i];
-        let value = String::from_utf8_lossy(text::trim_end(text::trim_start(&b[(i + 1).min(b.len())..]))).into_owned();
+        let value =
+            String::from_utf8_lossy(text::trim_end(text::trim_start(&b[(i + 1).min(b.len())..])))
+                .into_owned();
         if key.is_empty() || value.is_empty() {
             warnings.push(format!(
                 "{path}, line {lineno}: expected format: key whitespace value -- ignoring this line"
@@ -272,13 +301,18 @@ fn parse_texthash(spec: &str, path: &str, data: &[u8], opts: &MapsOptions) -> Re
             continue;
         }
         if key.ends_with(':') {
-            warnings.push(format!("{path}, line {lineno}: record is in \"key: value\" format; is this an alias file?"));
+            warnings.push(format!(
+                "{path}, line {lineno}: record is in \"key: value\" format; is this an alias file?"
+            ));
         }
         let k = ht_key(key, opts);
         if map.contains_key(&k) {
             // smtp(8)'s maps ask for neither duplicate-ignore nor -replace: the table
             // is unusable, as in Postfix.
-            return Err(TableError::config(spec, format!("{path}, line {lineno}: duplicate entry: \"{key}\"")));
+            return Err(TableError::config(
+                spec,
+                format!("{path}, line {lineno}: duplicate entry: \"{key}\""),
+            ));
         }
         map.insert(k, value.into_bytes());
     }
@@ -287,11 +321,14 @@ fn parse_texthash(spec: &str, path: &str, data: &[u8], opts: &MapsOptions) -> Re
 
 /// inline:{ key=value, { key = value with spaces } } (dict_inline.c).
 fn parse_inline(spec: &str, name: &str, opts: &MapsOptions) -> Result<HashTable, TableError> {
-    let what = format!("need \"inline:{{name=value...}}\"");
+    let what = "need \"inline:{name=value...}\"";
     let b = name.as_bytes();
     let len = text::balanced_len(b);
     if len == 0 || len != b.len() || len <= 2 {
-        return Err(TableError::config(spec, format!("bad syntax: \"{spec}\"; {what}")));
+        return Err(TableError::config(
+            spec,
+            format!("bad syntax: \"{spec}\"; {what}"),
+        ));
     }
     let inner = &name[1..len - 1];
     let mut map = HashMap::new();
@@ -322,9 +359,15 @@ fn parse_inline(spec: &str, name: &str, opts: &MapsOptions) -> Result<HashTable,
     }
     if err.is_some() || count == 0 {
         let why = err.unwrap_or_else(|| "empty table".to_string());
-        return Err(TableError::config(spec, format!("{why}: \"{spec}\"; {what}")));
+        return Err(TableError::config(
+            spec,
+            format!("{why}: \"{spec}\"; {what}"),
+        ));
     }
-    Ok(HashTable { map, warnings: Vec::new() })
+    Ok(HashTable {
+        map,
+        warnings: Vec::new(),
+    })
 }
 
 /// `key = value` with an optionally quoted key (split_qnameval.c).
@@ -390,7 +433,10 @@ pub struct Maps {
 impl fmt::Debug for Maps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let specs: Vec<&str> = self.tables.iter().map(|e| e.spec.as_str()).collect();
-        f.debug_struct("Maps").field("title", &self.title).field("tables", &specs).finish()
+        f.debug_struct("Maps")
+            .field("title", &self.title)
+            .field("tables", &specs)
+            .finish()
     }
 }
 
@@ -405,12 +451,22 @@ impl Maps {
     /// corrupt file, syntax) leaves a stand-in whose lookups fail, and the reason is in
     /// [`Maps::open_errors`] for logging now.
     pub fn open(title: &str, list: &str, opts: &MapsOptions) -> Result<Maps, TableError> {
-        let mut maps = Maps { title: title.to_string(), opts: opts.clone(), tables: Vec::new(), open_errors: Vec::new() };
+        let mut maps = Maps {
+            title: title.to_string(),
+            opts: opts.clone(),
+            tables: Vec::new(),
+            open_errors: Vec::new(),
+        };
         for spec in split_map_list(list) {
             match open_dict(spec, opts) {
-                Ok(dict) => maps.tables.push(Entry { spec: spec.to_string(), dict }),
+                Ok(dict) => maps.tables.push(Entry {
+                    spec: spec.to_string(),
+                    dict,
+                }),
                 Err(e) => {
-                    let head = spec.split_once(':').map(|(k, n)| k.is_empty() || n.is_empty());
+                    let head = spec
+                        .split_once(':')
+                        .map(|(k, n)| k.is_empty() || n.is_empty());
                     if head.is_none_or(|bad| bad) {
                         return Err(e);
                     }
@@ -420,7 +476,10 @@ impl Maps {
                         message: format!("{spec} is unavailable. {}", e.message),
                     };
                     maps.open_errors.push(e);
-                    maps.tables.push(Entry { spec: spec.to_string(), dict: Box::new(FailTable(stand_in)) });
+                    maps.tables.push(Entry {
+                        spec: spec.to_string(),
+                        dict: Box::new(FailTable(stand_in)),
+                    });
                 }
             }
         }
@@ -457,7 +516,10 @@ impl Maps {
     /// Parse warnings (skipped regexp/pcre/cidr rules, bad texthash lines), prefixed as
     /// Postfix logs them.
     pub fn warnings(&self) -> Vec<String> {
-        self.tables.iter().flat_map(|e| e.dict.warnings().iter().cloned()).collect()
+        self.tables
+            .iter()
+            .flat_map(|e| e.dict.warnings().iter().cloned())
+            .collect()
     }
 
     /// maps_find(): the first table that has `key` answers.
@@ -522,7 +584,11 @@ impl Maps {
     /// `domain` itself, then each parent, as `.parent` (the default, tls_policy_lookup)
     /// or as `parent` when `parent_matches` (parent_domain_matches_subdomains style,
     /// MA_FIND_PDMS). Every table is asked every time, as tls_policy_lookup does.
-    pub fn find_domain(&self, domain: &str, parent_matches: bool) -> Result<Option<String>, TableError> {
+    pub fn find_domain(
+        &self,
+        domain: &str,
+        parent_matches: bool,
+    ) -> Result<Option<String>, TableError> {
         let mut name = domain;
         loop {
             if let Some(v) = self.find(name)? {
@@ -532,7 +598,11 @@ impl Maps {
             let Some(dot) = name.get(1..).and_then(|s| s.find('.')).map(|i| i + 1) else {
                 return Ok(None);
             };
-            name = if parent_matches { &name[dot + 1..] } else { &name[dot..] };
+            name = if parent_matches {
+                &name[dot + 1..]
+            } else {
+                &name[dot..]
+            };
             if name.is_empty() || name == "." {
                 return Ok(None);
             }
@@ -559,8 +629,17 @@ impl Maps {
         is_local: &mut dyn FnMut(&str) -> Result<bool, TableError>,
     ) -> Result<Option<AddrMatch>, TableError> {
         let full = address;
-        let stripped = if strategy.noext { strip_extension(full, opts) } else { None };
-        let found = |value: String, ext: Option<&str>| Ok(Some(AddrMatch { value, extension: ext.map(str::to_string) }));
+        let stripped = if strategy.noext {
+            strip_extension(full, opts)
+        } else {
+            None
+        };
+        let found = |value: String, ext: Option<&str>| {
+            Ok(Some(AddrMatch {
+                value,
+                extension: ext.map(str::to_string),
+            }))
+        };
 
         // user+foo@domain, then user@domain (partial: fixed tables only).
         if strategy.full
@@ -608,7 +687,11 @@ impl Maps {
                     let Some(dot) = name.get(1..).and_then(|s| s.find('.')).map(|i| i + 1) else {
                         break;
                     };
-                    name = if strategy.parent_dot_subdomains { &name[dot..] } else { &name[dot + 1..] };
+                    name = if strategy.parent_dot_subdomains {
+                        &name[dot..]
+                    } else {
+                        &name[dot + 1..]
+                    };
                 }
             }
         }
@@ -622,7 +705,12 @@ impl Maps {
 
     /// Look up the localpart (`keep` = 0) or `localpart@` (`keep` = 1), first with the
     /// extension, then without (find_local in mail_addr_find.c).
-    fn find_local(&self, full: &str, stripped: Option<&(String, String)>, keep: usize) -> Result<Option<AddrMatch>, TableError> {
+    fn find_local(
+        &self,
+        full: &str,
+        stripped: Option<&(String, String)>,
+        keep: usize,
+    ) -> Result<Option<AddrMatch>, TableError> {
         let cut = |a: &str| -> String {
             match a.rfind('@') {
                 Some(at) => a[..at + keep].to_string(),
@@ -631,19 +719,30 @@ impl Maps {
         };
         let with_domain = keep == 1;
         if let Some(v) = self.find_quoted(&cut(full), true, with_domain)? {
-            return Ok(Some(AddrMatch { value: v, extension: None }));
+            return Ok(Some(AddrMatch {
+                value: v,
+                extension: None,
+            }));
         }
         if let Some((bare, ext)) = stripped
             && let Some(v) = self.find_quoted(&cut(bare), true, with_domain)?
         {
-            return Ok(Some(AddrMatch { value: v, extension: Some(ext.clone()) }));
+            return Ok(Some(AddrMatch {
+                value: v,
+                extension: Some(ext.clone()),
+            }));
         }
         Ok(None)
     }
 
     /// The external-first query form: the RFC 822 quoted form of the address, then the
     /// address as is when that differs.
-    fn find_quoted(&self, key: &str, fixed_only: bool, with_domain: bool) -> Result<Option<String>, TableError> {
+    fn find_quoted(
+        &self,
+        key: &str,
+        fixed_only: bool,
+        with_domain: bool,
+    ) -> Result<Option<String>, TableError> {
         let quoted = quote_822_local(key, !with_domain);
         if let Some(v) = self.search(&quoted, fixed_only)? {
             return Ok(Some(v));
@@ -743,7 +842,10 @@ pub fn strip_extension(full: &str, opts: &AddrOptions) -> Option<(String, String
     if pos == 0 {
         return None;
     }
-    Some((format!("{}{domain}", &local[..pos]), local[pos..].to_string()))
+    Some((
+        format!("{}{domain}", &local[..pos]),
+        local[pos..].to_string(),
+    ))
 }
 
 /// quote_822_local(): quote the local part when it is not an RFC 822 dot-string
@@ -753,7 +855,11 @@ pub fn quote_822_local(addr: &str, bare_localpart: bool) -> String {
         Some(colon) => addr.split_at(colon + 1),
         None => ("", addr),
     };
-    let end = if bare_localpart { start.len() } else { start.rfind('@').unwrap_or(start.len()) };
+    let end = if bare_localpart {
+        start.len()
+    } else {
+        start.rfind('@').unwrap_or(start.len())
+    };
     let (local, rest) = start.split_at(end);
     if is_dot_string(local) {
         return addr.to_string();
@@ -812,7 +918,10 @@ pub struct MatchList {
 
 impl fmt::Debug for MatchList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MatchList").field("name", &self.name).field("items", &self.items.len()).finish()
+        f.debug_struct("MatchList")
+            .field("name", &self.name)
+            .field("items", &self.items.len())
+            .finish()
     }
 }
 
@@ -826,8 +935,19 @@ impl MatchList {
     /// `parent_matches` is MATCH_FLAG_PARENT, i.e. the parameter is listed in
     /// parent_domain_matches_subdomains. Tables that cannot be opened fail at match
     /// time, as Postfix's stand-ins do. A bare `!` is an error.
-    pub fn new(name: &str, patterns: &str, parent_matches: bool, utf8: bool) -> Result<MatchList, TableError> {
-        let mut list = MatchList { name: name.into(), parent: parent_matches, utf8, items: Vec::new(), warnings: Vec::new() };
+    pub fn new(
+        name: &str,
+        patterns: &str,
+        parent_matches: bool,
+        utf8: bool,
+    ) -> Result<MatchList, TableError> {
+        let mut list = MatchList {
+            name: name.into(),
+            parent: parent_matches,
+            utf8,
+            items: Vec::new(),
+            warnings: Vec::new(),
+        };
         list.parse(patterns, true, 0)?;
         Ok(list)
     }
@@ -854,7 +974,10 @@ impl MatchList {
                 item = r;
             }
             if item.is_empty() {
-                return Err(TableError::config(&self.name, format!("{}: no pattern after '!'", self.name)));
+                return Err(TableError::config(
+                    &self.name,
+                    format!("{}: no pattern after '!'", self.name),
+                ));
             }
             if item.starts_with('/') {
                 match std::fs::read(item) {
@@ -867,8 +990,17 @@ impl MatchList {
                         }
                     }
                     Ok(_) => {
-                        let e = TableError::config(item, format!("{}: file nesting too deep at {item}", self.name));
-                        self.items.push(Item { positive, pattern: Pattern::Table { spec: item.into(), dict: Box::new(FailTable(e)) } });
+                        let e = TableError::config(
+                            item,
+                            format!("{}: file nesting too deep at {item}", self.name),
+                        );
+                        self.items.push(Item {
+                            positive,
+                            pattern: Pattern::Table {
+                                spec: item.into(),
+                                dict: Box::new(FailTable(e)),
+                            },
+                        });
                     }
                     Err(e) => {
                         let reason = format!("open file {item}: {}", crate::log::strerror(&e));
@@ -878,13 +1010,22 @@ impl MatchList {
                             message: format!("{item} is unavailable. {reason}"),
                         };
                         self.warnings.push(reason);
-                        self.items.push(Item { positive, pattern: Pattern::Table { spec: item.into(), dict: Box::new(FailTable(err)) } });
+                        self.items.push(Item {
+                            positive,
+                            pattern: Pattern::Table {
+                                spec: item.into(),
+                                dict: Box::new(FailTable(err)),
+                            },
+                        });
                     }
                 }
             } else if is_table(item) {
                 // Match lists open tables without key folding: the subject is folded
                 // before the search instead.
-                let opts = MapsOptions { utf8: self.utf8, fold: false };
+                let opts = MapsOptions {
+                    utf8: self.utf8,
+                    fold: false,
+                };
                 let dict: Box<dyn Dict> = match open_dict(item, &opts) {
                     Ok(d) => d,
                     Err(e) => {
@@ -896,26 +1037,44 @@ impl MatchList {
                         }))
                     }
                 };
-                self.items.push(Item { positive, pattern: Pattern::Table { spec: item.into(), dict } });
+                self.items.push(Item {
+                    positive,
+                    pattern: Pattern::Table {
+                        spec: item.into(),
+                        dict,
+                    },
+                });
             } else {
                 let folded = text::fold_key(item, self.utf8);
-                self.items.push(Item { positive, pattern: Pattern::Text(folded) });
+                self.items.push(Item {
+                    positive,
+                    pattern: Pattern::Text(folded),
+                });
             }
         }
         Ok(())
     }
 
     fn table_error(&self, spec: &str, e: TableError) -> TableError {
-        TableError { class: e.class, table: spec.into(), message: format!("{}: {spec}: table lookup problem: {}", self.name, e.message) }
+        TableError {
+            class: e.class,
+            table: spec.into(),
+            message: format!("{}: {spec}: table lookup problem: {}", self.name, e.message),
+        }
     }
 
     fn table_has(&self, spec: &str, dict: &dyn Dict, key: &str) -> Result<bool, TableError> {
-        dict.lookup(key).map(|v| v.is_some()).map_err(|e| self.table_error(spec, e))
+        dict.lookup(key)
+            .map(|v| v.is_some())
+            .map_err(|e| self.table_error(spec, e))
     }
 
     /// match_list_match() over the given match functions and subjects.
     fn run(&self, subjects: &[(Kind, &str)]) -> Result<bool, TableError> {
-        let folded: Vec<(Kind, String)> = subjects.iter().map(|(k, s)| (*k, text::fold_key(s, self.utf8))).collect();
+        let folded: Vec<(Kind, String)> = subjects
+            .iter()
+            .map(|(k, s)| (*k, text::fold_key(s, self.utf8)))
+            .collect();
         for item in &self.items {
             for (kind, s) in &folded {
                 let hit = match kind {
@@ -952,7 +1111,11 @@ impl MatchList {
                     let Some(dot) = entry.get(1..).and_then(|s| s.find('.')).map(|i| i + 1) else {
                         return Ok(false);
                     };
-                    entry = if self.parent { &entry[dot + 1..] } else { &entry[dot..] };
+                    entry = if self.parent {
+                        &entry[dot + 1..]
+                    } else {
+                        &entry[dot..]
+                    };
                     if entry.is_empty() {
                         return Ok(false);
                     }
@@ -1001,7 +1164,11 @@ impl MatchList {
         }
         match Cidr::parse(pat) {
             Ok(c) => Ok(cidr::pton(addr).is_some_and(|(v6, a)| c.contains(v6, &a))),
-            Err(e) => Err(TableError { class: ErrorClass::Temporary, table: self.name.clone(), message: format!("{}: {e}", self.name) }),
+            Err(e) => Err(TableError {
+                class: ErrorClass::Temporary,
+                table: self.name.clone(),
+                message: format!("{}: {e}", self.name),
+            }),
         }
     }
 

@@ -8,6 +8,9 @@ use super::text::{self, Piece, is_space};
 use super::{Dict, TableError};
 use std::ffi::CString;
 
+/// Group spans of a match (index 0 = whole match; None = group did not take part).
+pub type Spans = Vec<Option<(usize, usize)>>;
+
 /// One compiled expression.
 pub trait Engine: Sized {
     const MAP: &'static str;
@@ -16,7 +19,7 @@ pub trait Engine: Sized {
     fn compile(pattern: &[u8], options: u32) -> Result<(Self, usize), String>;
     /// Match; on success returns group spans (index 0 = whole match) when `groups` > 0.
     /// Errors are reported as warnings and count as "no match", as in Postfix.
-    fn exec(&self, subject: &[u8], groups: usize) -> Result<Option<Vec<Option<(usize, usize)>>>, String>;
+    fn exec(&self, subject: &[u8], groups: usize) -> Result<Option<Spans>, String>;
     /// Default option word and the option letters this engine accepts.
     fn default_options() -> u32;
     fn option(letter: u8) -> Option<u32>;
@@ -91,7 +94,11 @@ fn get_pat<E: Engine>(s: &[u8]) -> Result<(RawPat, &[u8]), String> {
         i += 1;
     }
     if i >= s.len() || s[i] != delim {
-        let verb = if E::SECOND_PATTERN { "skipping" } else { "ignoring" };
+        let verb = if E::SECOND_PATTERN {
+            "skipping"
+        } else {
+            "ignoring"
+        };
         return Err(format!(
             "no closing regexp delimiter \"{}\": {verb} this rule",
             delim as char
@@ -112,13 +119,22 @@ fn get_pat<E: Engine>(s: &[u8]) -> Result<(RawPat, &[u8]), String> {
         }
         i += 1;
     }
-    Ok((RawPat { text, options, positive }, &s[i..]))
+    Ok((
+        RawPat {
+            text,
+            options,
+            positive,
+        },
+        &s[i..],
+    ))
 }
 
 fn keyword<'a>(line: &'a [u8], word: &str) -> Option<&'a [u8]> {
     (line.len() >= word.len()
         && line[..word.len()].eq_ignore_ascii_case(word.as_bytes())
-        && !line.get(word.len()).is_some_and(|c| c.is_ascii_alphanumeric()))
+        && !line
+            .get(word.len())
+            .is_some_and(|c| c.is_ascii_alphanumeric()))
     .then(|| &line[word.len()..])
 }
 
@@ -137,7 +153,10 @@ impl<E: Engine> RegexTable<E> {
         let mut stack: Vec<usize> = Vec::new();
         for (lineno, raw) in lines {
             let line = text::trim_end(&raw);
-            let mut warn = |w: String| t.warnings.push(format!("{} map {name}, line {lineno}: {w}", E::MAP));
+            let mut warn = |w: String| {
+                t.warnings
+                    .push(format!("{} map {name}, line {lineno}: {w}", E::MAP))
+            };
             let op = match Self::parse_line(line, !stack.is_empty(), &mut warn) {
                 Ok(Some(op)) => op,
                 Ok(None) => continue,
@@ -163,17 +182,28 @@ impl<E: Engine> RegexTable<E> {
         }
         for i in stack.into_iter().rev() {
             let l = t.lines.get(i).copied().unwrap_or(0);
-            t.warnings.push(format!("{} map {name}, line {l}: IF has no matching ENDIF", E::MAP));
+            t.warnings.push(format!(
+                "{} map {name}, line {l}: IF has no matching ENDIF",
+                E::MAP
+            ));
         }
         t
     }
 
     fn compile(raw: &RawPat, extra: u32) -> Result<Pattern<E>, String> {
         let (expr, nsub) = E::compile(&raw.text, raw.options | extra)?;
-        Ok(Pattern { expr, nsub, positive: raw.positive })
+        Ok(Pattern {
+            expr,
+            nsub,
+            positive: raw.positive,
+        })
     }
 
-    fn parse_line(line: &[u8], nested: bool, warn: &mut dyn FnMut(String)) -> Result<Option<Op<E>>, String> {
+    fn parse_line(
+        line: &[u8],
+        nested: bool,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<Option<Op<E>>, String> {
         if line.first().is_some_and(|b| !b.is_ascii_alphanumeric()) {
             let (first, rest) = get_pat::<E>(line)?;
             let (second, rest) = if E::SECOND_PATTERN && rest.first() == Some(&b'!') {
@@ -192,7 +222,9 @@ impl<E: Engine> RegexTable<E> {
             })?;
             let max_sub = text::max_group(&pieces);
             if max_sub > 0 && !first.positive {
-                return Err("$number found in negative match replacement text: skipping this rule".into());
+                return Err(
+                    "$number found in negative match replacement text: skipping this rule".into(),
+                );
             }
             let extra = if max_sub == 0 { E::nosub() } else { 0 };
             let first = Self::compile(&first, extra)?;
@@ -205,7 +237,12 @@ impl<E: Engine> RegexTable<E> {
                 Some(p) => Some(Self::compile(&p, E::nosub())?),
                 None => None,
             };
-            return Ok(Some(Op::Match { first, second, replacement: pieces, max_sub }));
+            return Ok(Some(Op::Match {
+                first,
+                second,
+                replacement: pieces,
+                max_sub,
+            }));
         }
         if let Some(rest) = keyword(line, "IF") {
             let (pat, rest) = get_pat::<E>(text::trim_start(rest))?;
@@ -231,15 +268,17 @@ impl<E: Engine> RegexTable<E> {
         Err("ignoring unrecognized request".into())
     }
 
-    fn test(&self, pat: &Pattern<E>, key: &[u8], groups: usize, at: usize) -> Option<Vec<Option<(usize, usize)>>> {
+    fn test(&self, pat: &Pattern<E>, key: &[u8], groups: usize, at: usize) -> Option<Spans> {
         match pat.expr.exec(key, groups) {
             Ok(Some(g)) => pat.positive.then_some(g),
             Ok(None) => (!pat.positive).then(Vec::new),
             Err(e) => {
                 let line = self.lines.get(at).copied().unwrap_or(0);
-                self.exec_warnings
-                    .borrow_mut()
-                    .push(format!("{} map {}, line {line}: {e}", E::MAP, self.name));
+                self.exec_warnings.borrow_mut().push(format!(
+                    "{} map {}, line {line}: {e}",
+                    E::MAP,
+                    self.name
+                ));
                 None
             }
         }
@@ -249,10 +288,17 @@ impl<E: Engine> RegexTable<E> {
         let mut i = 0;
         while i < self.ops.len() {
             match &self.ops[i] {
-                Op::Match { first, second, replacement, max_sub } => {
+                Op::Match {
+                    first,
+                    second,
+                    replacement,
+                    max_sub,
+                } => {
                     let groups = if *max_sub > 0 { max_sub + 1 } else { 0 };
                     if let Some(spans) = self.test(first, key, groups, i)
-                        && second.as_ref().is_none_or(|p| self.test(p, key, 0, i).is_some())
+                        && second
+                            .as_ref()
+                            .is_none_or(|p| self.test(p, key, 0, i).is_some())
                     {
                         let mut out = Vec::new();
                         for piece in replacement {
@@ -315,7 +361,11 @@ struct GnuRegex {
 }
 
 unsafe extern "C" {
-    fn regcomp(preg: *mut GnuRegex, pattern: *const libc::c_char, cflags: libc::c_int) -> libc::c_int;
+    fn regcomp(
+        preg: *mut GnuRegex,
+        pattern: *const libc::c_char,
+        cflags: libc::c_int,
+    ) -> libc::c_int;
     fn regexec(
         preg: *const GnuRegex,
         s: *const libc::c_char,
@@ -323,7 +373,12 @@ unsafe extern "C" {
         pmatch: *mut libc::regmatch_t,
         eflags: libc::c_int,
     ) -> libc::c_int;
-    fn regerror(code: libc::c_int, preg: *const GnuRegex, buf: *mut libc::c_char, size: libc::size_t) -> libc::size_t;
+    fn regerror(
+        code: libc::c_int,
+        preg: *const GnuRegex,
+        buf: *mut libc::c_char,
+        size: libc::size_t,
+    ) -> libc::size_t;
     fn regfree(preg: *mut GnuRegex);
 }
 
@@ -336,7 +391,9 @@ fn posix_error(code: libc::c_int, re: &GnuRegex) -> String {
     // SAFETY: buf is writable for its length; regerror NUL-terminates within it.
     unsafe { regerror(code, re, buf.as_mut_ptr(), buf.len()) };
     // SAFETY: NUL-terminated by regerror.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 impl Engine for Posix {
@@ -356,17 +413,29 @@ impl Engine for Posix {
         Ok((Posix { re }, n))
     }
 
-    fn exec(&self, subject: &[u8], groups: usize) -> Result<Option<Vec<Option<(usize, usize)>>>, String> {
+    fn exec(&self, subject: &[u8], groups: usize) -> Result<Option<Spans>, String> {
         // A key with a NUL cannot come from Postfix; C would see it truncated.
-        let end = subject.iter().position(|&b| b == 0).unwrap_or(subject.len());
+        let end = subject
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(subject.len());
         let c = CString::new(&subject[..end]).map_err(|_| "NUL byte in key".to_string())?;
-        let mut m = vec![libc::regmatch_t { rm_so: -1, rm_eo: -1 }; groups];
+        let mut m = vec![
+            libc::regmatch_t {
+                rm_so: -1,
+                rm_eo: -1
+            };
+            groups
+        ];
         // SAFETY: m has `groups` entries; self.re was compiled by regcomp.
         let rc = unsafe { regexec(&*self.re, c.as_ptr(), groups, m.as_mut_ptr(), 0) };
         match rc {
             0 => Ok(Some(
                 m.iter()
-                    .map(|r| (r.rm_so >= 0 && r.rm_eo >= r.rm_so).then(|| (r.rm_so as usize, r.rm_eo as usize)))
+                    .map(|r| {
+                        (r.rm_so >= 0 && r.rm_eo >= r.rm_so)
+                            .then_some((r.rm_so as usize, r.rm_eo as usize))
+                    })
                     .collect(),
             )),
             libc::REG_NOMATCH => Ok(None),
@@ -428,16 +497,33 @@ impl Engine for Pcre {
         let mut off: usize = 0;
         // SAFETY: pattern pointer/length are valid for the call.
         let code = unsafe {
-            p2::pcre2_compile_8(pattern.as_ptr(), pattern.len(), options, &mut err, &mut off, std::ptr::null_mut())
+            p2::pcre2_compile_8(
+                pattern.as_ptr(),
+                pattern.len(),
+                options,
+                &mut err,
+                &mut off,
+                std::ptr::null_mut(),
+            )
         };
         if code.is_null() {
-            return Err(format!("error in regex at offset {off}: {}", pcre_error(err)));
+            return Err(format!(
+                "error in regex at offset {off}: {}",
+                pcre_error(err)
+            ));
         }
         let mut count: u32 = 0;
         // SAFETY: code is a compiled pattern; count is a u32 as CAPTURECOUNT requires.
-        unsafe { p2::pcre2_pattern_info_8(code, p2::PCRE2_INFO_CAPTURECOUNT, (&mut count as *mut u32).cast()) };
+        unsafe {
+            p2::pcre2_pattern_info_8(
+                code,
+                p2::PCRE2_INFO_CAPTURECOUNT,
+                (&mut count as *mut u32).cast(),
+            )
+        };
         // SAFETY: code is valid.
-        let data = unsafe { p2::pcre2_match_data_create_from_pattern_8(code, std::ptr::null_mut()) };
+        let data =
+            unsafe { p2::pcre2_match_data_create_from_pattern_8(code, std::ptr::null_mut()) };
         if data.is_null() {
             // SAFETY: code is valid and not used afterwards.
             unsafe { p2::pcre2_code_free_8(code) };
@@ -446,12 +532,23 @@ impl Engine for Pcre {
         Ok((Pcre { code, data }, count as usize))
     }
 
-    fn exec(&self, subject: &[u8], groups: usize) -> Result<Option<Vec<Option<(usize, usize)>>>, String> {
+    fn exec(&self, subject: &[u8], groups: usize) -> Result<Option<Spans>, String> {
         // C strings end at the first NUL; keep that so answers match Postfix.
-        let end = subject.iter().position(|&b| b == 0).unwrap_or(subject.len());
+        let end = subject
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(subject.len());
         // SAFETY: code and data belong together; subject is valid for `end` bytes.
         let rc = unsafe {
-            p2::pcre2_match_8(self.code, subject.as_ptr(), end, 0, 0, self.data, std::ptr::null_mut())
+            p2::pcre2_match_8(
+                self.code,
+                subject.as_ptr(),
+                end,
+                0,
+                0,
+                self.data,
+                std::ptr::null_mut(),
+            )
         };
         if rc == p2::PCRE2_ERROR_NOMATCH {
             return Ok(None);
@@ -469,7 +566,9 @@ impl Engine for Pcre {
         // SAFETY: data holds the ovector of the last match.
         let n = unsafe { p2::pcre2_get_ovector_count_8(self.data) } as usize;
         // SAFETY: the ovector has 2*n entries.
-        let ov = unsafe { std::slice::from_raw_parts(p2::pcre2_get_ovector_pointer_8(self.data), 2 * n) };
+        let ov = unsafe {
+            std::slice::from_raw_parts(p2::pcre2_get_ovector_pointer_8(self.data), 2 * n)
+        };
         let spans = (0..groups)
             .map(|g| {
                 let (s, e) = (*ov.get(2 * g)?, *ov.get(2 * g + 1)?);
