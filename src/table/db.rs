@@ -191,6 +191,10 @@ mod bdb {
         }
     }
 
+    // SAFETY: the handle is owned by this value alone and is used by one thread at a
+    // time (the type is not Sync); Berkeley DB handles have no thread affinity.
+    unsafe impl Send for BdbTable {}
+
     impl Drop for BdbTable {
         fn drop(&mut self) {
             // SAFETY: handle came from outpost_bdb_open and is closed once.
@@ -319,6 +323,10 @@ impl LmdbTable {
         }
     }
 }
+
+// SAFETY: the environment is owned by this value alone; each lookup begins and ends its
+// own read transaction, so no transaction is ever carried across threads.
+unsafe impl Send for LmdbTable {}
 
 impl Drop for LmdbTable {
     fn drop(&mut self) {

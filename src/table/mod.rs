@@ -91,7 +91,8 @@ impl Default for MapsOptions {
 }
 
 /// One opened table.
-pub(crate) trait Dict {
+/// Used by one thread at a time but may move between threads, hence Send.
+pub(crate) trait Dict: Send {
     /// Look up an already folded key. Values are raw bytes (no trailing NUL).
     fn lookup(&self, key: &str) -> Result<Option<Vec<u8>>, TableError>;
     /// DICT_FLAG_FIXED: exact keys (partial-address lookups only go to these).
@@ -603,7 +604,7 @@ impl Maps {
             } else {
                 &name[dot..]
             };
-            if name.is_empty() || name == "." {
+            if name.is_empty() {
                 return Ok(None);
             }
         }

@@ -12,7 +12,7 @@ use std::ffi::CString;
 pub type Spans = Vec<Option<(usize, usize)>>;
 
 /// One compiled expression.
-pub trait Engine: Sized {
+pub trait Engine: Sized + Send {
     const MAP: &'static str;
     /// Compile; `options` is the engine's own flag word. Returns the expression and its
     /// number of capture groups, or Postfix's error text.
@@ -461,6 +461,10 @@ impl Engine for Posix {
     }
 }
 
+// SAFETY: the compiled expression is owned by this value alone and glibc's regexec has
+// no thread affinity.
+unsafe impl Send for Posix {}
+
 impl Drop for Posix {
     fn drop(&mut self) {
         // SAFETY: compiled by regcomp and freed once.
@@ -597,6 +601,10 @@ impl Engine for Pcre {
         }
     }
 }
+
+// SAFETY: code and match data are owned by this value alone; PCRE2 objects may be used
+// from any thread, one at a time.
+unsafe impl Send for Pcre {}
 
 impl Drop for Pcre {
     fn drop(&mut self) {

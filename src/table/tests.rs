@@ -486,3 +486,12 @@ fn match_list_syntax() {
         Err(ErrorClass::Temporary)
     );
 }
+
+#[test]
+fn maps_can_move_between_threads() {
+    fn send<T: Send>(_: &T) {}
+    let m = open("static:x").expect("static");
+    send(&m);
+    let l = MatchList::new("p", "a", false, true).expect("list");
+    send(&l);
+}
