@@ -909,3 +909,172 @@ fn find_addr_matches_postfix() {
         "too few hits to prove anything: {found}"
     );
 }
+
+/// MatchList against Postfix's own match_list_match() with match_hostname and
+/// match_hostaddr (namadr_list, domain_list), with and without MATCH_FLAG_PARENT.
+#[test]
+fn match_lists_match_postfix() {
+    let Some(pf) = postfix() else { return };
+    if !have(&pf, "hash") || !have(&pf, "cidr") || !have(&pf, "regexp") {
+        return;
+    }
+    let d = pf.dir.path();
+    let lib = Path::new("/usr/lib/postfix/libpostfix-util.so");
+    if !lib.exists() {
+        eprintln!("skip: {} not installed", lib.display());
+        return;
+    }
+    let bin = d.join("match_list");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/match_list.c");
+    match Command::new("cc")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .args([
+            "-L/usr/lib/postfix",
+            "-lpostfix-global",
+            "-lpostfix-util",
+            "-Wl,-rpath,/usr/lib/postfix",
+        ])
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        other => {
+            eprintln!("skip: cannot build the match_list oracle: {other:?}");
+            return;
+        }
+    }
+    let conf = pf.conf(true);
+    let hosts = d.join("hosts");
+    std::fs::write(
+        &hosts,
+        "tabled.example.net ok\n.dotted.example.net ok\nparent.example.net ok\n10.9.9.9 ok\n",
+    )
+    .expect("write");
+    postmap_build(&conf, &format!("hash:{}", hosts.display()));
+    let cidr = d.join("nets");
+    std::fs::write(&cidr, "172.16.0.0/12 ok\n2001:db8:1::/48 ok\n").expect("write");
+    let re = d.join("re");
+    std::fs::write(
+        &re,
+        "/^re-[0-9]+\\.example\\.com$/ ok\n/^[0-9.]*\\.77$/ ok\n",
+    )
+    .expect("write");
+    let file = d.join("list");
+    std::fs::write(
+        &file,
+        "# comment\n!blocked.example.com\nfromfile.example.com, 192.0.2.0/24\n",
+    )
+    .expect("write");
+    let lists = [
+        format!(
+            "10.0.0.0/8, [::1], !192.168.1.5 192.168.1.0/24 !bad.example.com .example.com example.org \
+             [2001:db8::]/32 [fe80::1] hash:{} cidr:{} regexp:{} {} !!twice.example",
+            hosts.display(),
+            cidr.display(),
+            re.display(),
+            file.display()
+        ),
+        "example.org, .example.com, 10.1.2.3 [10.1.2.4] 10.1.2.3/32".to_string(),
+        "10.0.0.1/8 example.org".to_string(),
+        "nosuchtype:x example.org".to_string(),
+        format!("{} /no/such/file", file.display()),
+    ];
+    let names = [
+        "example.org",
+        "mx.example.org",
+        "a.b.example.org",
+        "Example.COM",
+        "x.example.com",
+        "bad.example.com",
+        "tabled.example.net",
+        "x.tabled.example.net",
+        "x.dotted.example.net",
+        "dotted.example.net",
+        "a.parent.example.net",
+        "re-12.example.com",
+        "RE-3.EXAMPLE.COM",
+        "fromfile.example.com",
+        "blocked.example.com",
+        "twice.example",
+        "unknown",
+        "",
+    ];
+    let addrs = [
+        "10.1.2.3",
+        "10.1.2.4",
+        "11.0.0.1",
+        "::1",
+        "0:0:0:0:0:0:0:1",
+        "192.168.1.5",
+        "192.168.1.6",
+        "2001:db8::5",
+        "2001:DB8:1::9",
+        "fe80::1",
+        "172.20.1.1",
+        "10.9.9.9",
+        "1.2.3.77",
+        "192.0.2.9",
+        "unknown",
+        "not:an:addr",
+    ];
+    let mut total = 0;
+    let mut hits = 0;
+    for list in &lists {
+        for parent in [false, true] {
+            let mut queries = Vec::new();
+            for (i, n) in names.iter().enumerate() {
+                for a in addrs.iter().skip(i % 3).step_by(2) {
+                    queries.push((n.to_string(), a.to_string()));
+                }
+            }
+            let mut child = Command::new(&bin)
+                .arg(if parent { "1" } else { "0" })
+                .arg(list)
+                .env("MAIL_CONFIG", &conf)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run oracle");
+            let input: String = queries.iter().map(|(n, a)| format!("{n}\t{a}\n")).collect();
+            let mut stdin = child.stdin.take().expect("stdin");
+            let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+            let out = child.wait_with_output().expect("oracle");
+            writer.join().expect("join").expect("write");
+            let answers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            assert_eq!(
+                answers.len(),
+                queries.len(),
+                "{list}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let ours = MatchList::new("list", list, parent, true).expect("parse");
+            let show = |r: Result<bool, outpost::table::TableError>| match r {
+                Ok(true) => "1",
+                Ok(false) => "0",
+                Err(_) => "E",
+            };
+            for ((n, a), line) in queries.iter().zip(&answers) {
+                let want: Vec<&str> = line.split('\t').collect();
+                let got_n = show(ours.matches_host(n, a));
+                let got_d = show(ours.matches_domain(n));
+                assert_eq!(
+                    (got_n, got_d),
+                    (
+                        want.get(2).copied().unwrap_or("?"),
+                        want.get(3).copied().unwrap_or("?")
+                    ),
+                    "list {list:?} parent={parent} name={n:?} addr={a:?}"
+                );
+                total += 1;
+                hits += (got_n == "1") as usize;
+            }
+        }
+    }
+    eprintln!("match lists: {total} queries, {hits} namadr hits, all equal to Postfix");
+    assert!(hits > total / 5, "too few hits: {hits}");
+}

@@ -1104,7 +1104,8 @@ impl MatchList {
             Pattern::Table { spec, dict } => {
                 let mut entry = name;
                 let mut first = true;
-                loop {
+                // An empty name makes no lookup at all (not even a failing one).
+                while !entry.is_empty() {
                     if (first || dict.fixed()) && self.table_has(spec, dict.as_ref(), entry)? {
                         return Ok(true);
                     }
@@ -1117,10 +1118,8 @@ impl MatchList {
                     } else {
                         &entry[dot..]
                     };
-                    if entry.is_empty() {
-                        return Ok(false);
-                    }
                 }
+                Ok(false)
             }
             Pattern::Text(pat) => {
                 if name == pat {
