@@ -318,7 +318,7 @@ impl Dict for CidrTable {
     fn fixed(&self) -> bool {
         false
     }
-    fn warnings(&self) -> &[String] {
-        &self.warnings
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
     }
 }

@@ -22,6 +22,10 @@
 //! fold is Unicode case folding, otherwise ASCII only. regexp, pcre and cidr see the key
 //! unchanged. `proxy:type:name` is served by opening `type:name` directly: it only works
 //! where this process can read the file, which is the case for smtp(8)'s own tables.
+//!
+//! File names are used as given: like Postfix, a relative name is relative to the
+//! process's working directory (the queue directory under master). [`Maps::changed`]
+//! mirrors dict_changed_name(): a daemon should exit when a table file was replaced.
 
 mod cidr;
 mod db;
@@ -98,8 +102,8 @@ pub(crate) trait Dict: Send {
     /// DICT_FLAG_FIXED: exact keys (partial-address lookups only go to these).
     fn fixed(&self) -> bool;
     /// Warnings from parsing (skipped rules and the like).
-    fn warnings(&self) -> &[String] {
-        &[]
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -128,8 +132,8 @@ impl Dict for HashTable {
     fn fixed(&self) -> bool {
         true
     }
-    fn warnings(&self) -> &[String] {
-        &self.warnings
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
     }
 }
 
@@ -225,7 +229,7 @@ fn open_dict(spec: &str, opts: &MapsOptions) -> Result<Box<dyn Dict>, TableError
         "fail" => Ok(Box::new(FailTable(TableError {
             class: ErrorClass::Temporary,
             table: spec.to_string(),
-            message: format!("{spec} lookup error"),
+            message: format!("{spec}: a fail: table fails every lookup"),
         }))),
         "proxy" => open_dict(name, opts),
         _ => Err(TableError::config(
@@ -421,6 +425,55 @@ fn split_qnameval(s: &str) -> Result<(&str, &str), &'static str> {
 struct Entry {
     spec: String,
     dict: Box<dyn Dict>,
+    /// The table's files and what they looked like when opened.
+    files: Vec<(String, Option<FileStamp>)>,
+}
+
+/// Identity and age of a file, to notice postmap replacing or rewriting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+fn stamp(path: &str) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        mtime: m.mtime(),
+        mtime_nsec: m.mtime_nsec(),
+    })
+}
+
+/// The files a `type:name` table is read from (proxy: means the inner table).
+fn table_files(spec: &str) -> Vec<String> {
+    let Some((kind, name)) = spec.split_once(':') else {
+        return Vec::new();
+    };
+    match kind {
+        "hash" | "btree" => vec![format!("{name}.db")],
+        "lmdb" => vec![format!("{name}.lmdb")],
+        "cdb" => vec![format!("{name}.cdb")],
+        "texthash" | "regexp" | "pcre" | "cidr" => vec![name.to_string()],
+        "proxy" => table_files(name),
+        _ => Vec::new(),
+    }
+}
+
+fn entry(spec: &str, dict: Box<dyn Dict>) -> Entry {
+    let files = table_files(spec).into_iter().map(|f| {
+        let s = stamp(&f);
+        (f, s)
+    });
+    Entry {
+        spec: spec.to_string(),
+        dict,
+        files: files.collect(),
+    }
 }
 
 /// A list of tables searched in order (Postfix's MAPS).
@@ -460,10 +513,7 @@ impl Maps {
         };
         for spec in split_map_list(list) {
             match open_dict(spec, opts) {
-                Ok(dict) => maps.tables.push(Entry {
-                    spec: spec.to_string(),
-                    dict,
-                }),
+                Ok(dict) => maps.tables.push(entry(spec, dict)),
                 Err(e) => {
                     let head = spec
                         .split_once(':')
@@ -477,10 +527,7 @@ impl Maps {
                         message: format!("{spec} is unavailable. {}", e.message),
                     };
                     maps.open_errors.push(e);
-                    maps.tables.push(Entry {
-                        spec: spec.to_string(),
-                        dict: Box::new(FailTable(stand_in)),
-                    });
+                    maps.tables.push(entry(spec, Box::new(FailTable(stand_in))));
                 }
             }
         }
@@ -509,6 +556,17 @@ impl Maps {
         self.tables.is_empty()
     }
 
+    /// The first table whose file was replaced, rewritten or removed since it was opened
+    /// (or created, for one that was missing). Postfix daemons exit after the current
+    /// request when this happens ("table ... has changed -- restarting"), so that the
+    /// next process reads the new contents; callers should do the same.
+    pub fn changed(&self) -> Option<&str> {
+        self.tables
+            .iter()
+            .find(|e| e.files.iter().any(|(f, s)| stamp(f) != *s))
+            .map(|e| e.spec.as_str())
+    }
+
     /// Tables that could not be opened (their lookups fail with Temporary/Config).
     pub fn open_errors(&self) -> &[TableError] {
         &self.open_errors
@@ -517,10 +575,7 @@ impl Maps {
     /// Parse warnings (skipped regexp/pcre/cidr rules, bad texthash lines), prefixed as
     /// Postfix logs them.
     pub fn warnings(&self) -> Vec<String> {
-        self.tables
-            .iter()
-            .flat_map(|e| e.dict.warnings().iter().cloned())
-            .collect()
+        self.tables.iter().flat_map(|e| e.dict.warnings()).collect()
     }
 
     /// maps_find(): the first table that has `key` answers.

@@ -339,8 +339,11 @@ impl<E: Engine> Dict for RegexTable<E> {
     fn fixed(&self) -> bool {
         false
     }
-    fn warnings(&self) -> &[String] {
-        &self.warnings
+    fn warnings(&self) -> Vec<String> {
+        // Parse warnings, then matching errors seen since (each counted as no match).
+        let mut w = self.warnings.clone();
+        w.extend(self.exec_warnings.borrow().iter().cloned());
+        w
     }
 }
 

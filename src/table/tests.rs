@@ -495,3 +495,32 @@ fn maps_can_move_between_threads() {
     let l = MatchList::new("p", "a", false, true).expect("list");
     send(&l);
 }
+
+#[test]
+fn changed_tables_are_noticed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("t");
+    std::fs::write(&p, "a 1\n").expect("write");
+    let spec = format!(
+        "static:x texthash:{} proxy:texthash:{}/missing",
+        p.display(),
+        dir.path().display()
+    );
+    let m = Maps::open("t", &spec, &MapsOptions::default()).expect("open");
+    assert_eq!(m.changed(), None);
+    // A new file (postmap renames a fresh one into place) is a change.
+    let tmp = dir.path().join("t.new");
+    std::fs::write(&tmp, "a 2\n").expect("write");
+    std::fs::rename(&tmp, &p).expect("rename");
+    assert_eq!(
+        m.changed(),
+        Some(format!("texthash:{}", p.display()).as_str())
+    );
+    // A table that was missing at open counts as changed once it appears.
+    let m = Maps::open("t", &spec, &MapsOptions::default()).expect("open");
+    std::fs::write(dir.path().join("missing"), "k v\n").expect("write");
+    assert_eq!(
+        m.changed(),
+        Some(format!("proxy:texthash:{}/missing", dir.path().display()).as_str())
+    );
+}
