@@ -651,7 +651,7 @@ impl Maps {
                 return Ok(Some(v));
             }
             // The next dot after the first character.
-            let Some(dot) = name.get(1..).and_then(|s| s.find('.')).map(|i| i + 1) else {
+            let Some(dot) = next_dot(name) else {
                 return Ok(None);
             };
             name = if parent_matches {
@@ -740,7 +740,7 @@ impl Maps {
                     if !(strategy.parent_matches_subdomains || strategy.parent_dot_subdomains) {
                         break;
                     }
-                    let Some(dot) = name.get(1..).and_then(|s| s.find('.')).map(|i| i + 1) else {
+                    let Some(dot) = next_dot(name) else {
                         break;
                     };
                     name = if strategy.parent_dot_subdomains {
@@ -1165,7 +1165,7 @@ impl MatchList {
                         return Ok(true);
                     }
                     first = false;
-                    let Some(dot) = entry.get(1..).and_then(|s| s.find('.')).map(|i| i + 1) else {
+                    let Some(dot) = next_dot(entry) else {
                         return Ok(false);
                     };
                     entry = if self.parent {
@@ -1249,4 +1249,10 @@ enum Kind {
     String,
     Host,
     Addr,
+}
+
+/// Byte index of the first `.` after the first byte (C's strchr(name + 1, '.')); the
+/// first character may be multi-byte, so search bytes, not a sliced str.
+fn next_dot(name: &str) -> Option<usize> {
+    name.bytes().skip(1).position(|b| b == b'.').map(|i| i + 1)
 }

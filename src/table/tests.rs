@@ -524,3 +524,25 @@ fn changed_tables_are_noticed() {
         Some(format!("proxy:texthash:{}/missing", dir.path().display()).as_str())
     );
 }
+
+#[test]
+fn parent_walk_with_non_ascii_first_label() {
+    let m = open("inline:{.example.com=dot, example.org=plain}").expect("open");
+    assert_eq!(
+        m.find_domain("ü.example.com", false)
+            .ok()
+            .flatten()
+            .as_deref(),
+        Some("dot")
+    );
+    assert_eq!(
+        m.find_domain("é.example.org", true)
+            .ok()
+            .flatten()
+            .as_deref(),
+        Some("plain")
+    );
+    assert_eq!(m.find_domain("ü", true).ok().flatten(), None);
+    let l = MatchList::new("p", "inline:{example.org=1}", true, true).expect("list");
+    assert_eq!(l.matches_domain("ß.example.org").ok(), Some(true));
+}
