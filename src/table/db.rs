@@ -115,6 +115,7 @@ impl Drop for SharedLock {
     }
 }
 
+#[cfg(feature = "bdb")]
 fn open_lock_fd(path: &str) -> libc::c_int {
     match CString::new(path) {
         // SAFETY: c is NUL-terminated.

@@ -546,3 +546,67 @@ fn parent_walk_with_non_ascii_first_label() {
     let l = MatchList::new("p", "inline:{example.org=1}", true, true).expect("list");
     assert_eq!(l.matches_domain("ß.example.org").ok(), Some(true));
 }
+
+/// Random table sources, keys and list values: parsers and lookups never panic.
+#[test]
+fn random_input_never_panics() {
+    let mut seed: u64 = 42;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    let alphabet: Vec<char> = "/!$(){}[]\\.:@+-= \t\n#iIxXmsAEU01239abcAZ\"'ü€ß,;"
+        .chars()
+        .collect();
+    for _ in 0..400 {
+        let len = next() % 60;
+        let text: String = (0..len)
+            .map(|_| alphabet[next() % alphabet.len()])
+            .collect();
+        let bytes = text.as_bytes();
+        let r = regexp(&text);
+        let p = pcre(&text);
+        let c = cidr::CidrTable::parse("t", bytes);
+        for key in [text.as_str(), "", "a", "1.2.3.4", "::1", "ü@x"] {
+            let _ = r.lookup_bytes(key.as_bytes());
+            let _ = p.lookup_bytes(key.as_bytes());
+            let _ = c.lookup_str(key);
+            let _ = quote_822_local(key, next() % 2 == 0);
+            let _ = strip_extension(
+                key,
+                &AddrOptions {
+                    recipient_delimiter: "+-ü".into(),
+                    ..Default::default()
+                },
+            );
+        }
+        let _ = text::parse_template(bytes);
+        let _ = split_map_list(&text);
+        let _ = Cidr::parse(&text);
+        for spec in [
+            format!("inline:{text}"),
+            format!("static:{text}"),
+            format!("inline:{{{text}}}"),
+        ] {
+            if let Ok(m) = Maps::open("t", &spec, &MapsOptions::default()) {
+                let _ = m.find(&text);
+                let _ = m.find_domain(&text, next() % 2 == 0);
+                let mut local = |_: &str| Ok(true);
+                let strategy = AddrStrategy {
+                    domain: true,
+                    parent_dot_subdomains: true,
+                    localpart_at: true,
+                    ..AddrStrategy::DEFAULT
+                };
+                let _ = m.find_addr_opt(&text, &strategy, &AddrOptions::default(), &mut local);
+            }
+        }
+        if let Ok(l) = MatchList::new("p", &text.replace('/', "_"), next() % 2 == 0, true) {
+            let _ = l.matches_host(&text, &text);
+            let _ = l.matches_domain(&text);
+            let _ = l.matches_string(&text);
+        }
+    }
+}
