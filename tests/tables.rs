@@ -1085,3 +1085,41 @@ fn match_lists_match_postfix() {
     eprintln!("match lists: {total} queries, {hits} namadr hits, all equal to Postfix");
     assert!(hits > total / 5, "too few hits: {hits}");
 }
+
+/// unionmap: and pipemap: over fixed and pattern tables, where who folds the key
+/// depends on the first member and on SMTPUTF8.
+#[test]
+fn union_and_pipe_match_postmap() {
+    let Some(pf) = postfix() else { return };
+    if !have(&pf, "unionmap") || !have(&pf, "pipemap") || !have(&pf, "regexp") {
+        return;
+    }
+    let d = pf.dir.path();
+    let re = d.join("chain-re");
+    std::fs::write(
+        &re,
+        "/^([A-Z]+)$/i upper-$1\n/^([a-z]+)$/ lower-$1\n/^lower-(.*)$/ piped-$1\n/^upper-(.*)$/ piped-upper-$1\n",
+    )
+    .expect("write");
+    let re = format!("regexp:{}", re.display());
+    let inline = "inline:{abc=Fixed, lower-abc=lower-via-inline, upper-ABC=upper-via-inline}";
+    let probes: Vec<String> = ["abc", "ABC", "Abc", "xyz", "XYZ", "lower-abc", "nothing-1"]
+        .map(String::from)
+        .to_vec();
+    for utf8 in [false, true] {
+        for spec in [
+            format!("unionmap:{{{inline}, {re}}}"),
+            format!("unionmap:{{{re}, {inline}}}"),
+            format!("pipemap:{{{re}, {inline}}}"),
+            format!("pipemap:{{{inline}, {re}}}"),
+            format!("pipemap:{{{re}, {re}}}"),
+        ] {
+            compare(&pf, &spec, utf8, &probes);
+        }
+    }
+    let e = Maps::open_strict("t", "unionmap:{nocolon}", &MapsOptions::default()).expect_err("bad");
+    assert_eq!(
+        e.message,
+        "bad syntax: \"unionmap:{nocolon}\"; need \"unionmap:{type:name...}\""
+    );
+}

@@ -17,6 +17,9 @@
 //!   match_string, match_hostname and match_hostaddr (util/match_ops.c), i.e. the
 //!   string_list, domain_list and namadr_list flavours (debug_peer_list etc.).
 //!
+//! - unionmap:/pipemap: follow dict_union.c/dict_pipe.c; client/server types (tcp,
+//!   socketmap, ldap, mysql, ...) are not supported and open as "unsupported".
+//!
 //! Key folding: tables with fixed keys (hash, btree, lmdb, cdb, texthash, inline) see a
 //! lowercased key (DICT_FLAG_FOLD_FIX, which all smtp(8) maps use); with SMTPUTF8 on the
 //! fold is Unicode case folding, otherwise ASCII only. regexp, pcre and cidr see the key
@@ -101,6 +104,11 @@ pub(crate) trait Dict: Send {
     fn lookup(&self, key: &str) -> Result<Option<Vec<u8>>, TableError>;
     /// DICT_FLAG_FIXED: exact keys (partial-address lookups only go to these).
     fn fixed(&self) -> bool;
+    /// Whether the map layer folds the key before this table sees it. For plain tables
+    /// that is "has fixed keys"; unionmap/pipemap differ (see Chain).
+    fn prefold(&self) -> bool {
+        self.fixed()
+    }
     /// Warnings from parsing (skipped rules and the like).
     fn warnings(&self) -> Vec<String> {
         Vec::new()
@@ -149,6 +157,90 @@ impl Dict for FailTable {
     }
 }
 
+/// unionmap:{...} (all answers joined with commas) and pipemap:{...} (each answer is
+/// the next table's key), as dict_union.c and dict_pipe.c.
+struct Chain {
+    union: bool,
+    parts: Vec<Box<dyn Dict>>,
+    opts: MapsOptions,
+}
+
+impl Dict for Chain {
+    fn lookup(&self, key: &str) -> Result<Option<Vec<u8>>, TableError> {
+        // Each member folds for itself, as each Postfix member does in dict_get().
+        let ask = |d: &dyn Dict, k: &str| {
+            if self.opts.fold && d.fixed() {
+                d.lookup(&text::fold_key(k, self.opts.utf8))
+            } else {
+                d.lookup(k)
+            }
+        };
+        if self.union {
+            let mut out: Vec<u8> = Vec::new();
+            for d in &self.parts {
+                if let Some(v) = ask(d.as_ref(), key)? {
+                    if !out.is_empty() {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&v);
+                }
+            }
+            return Ok((!out.is_empty()).then_some(out));
+        }
+        let mut q = key.to_string();
+        for d in &self.parts {
+            match ask(d.as_ref(), &q)? {
+                Some(v) => q = String::from_utf8_lossy(&v).into_owned(),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(q.into_bytes()))
+    }
+    /// The first member decides, as in Postfix.
+    fn fixed(&self) -> bool {
+        self.parts.first().is_some_and(|d| d.fixed())
+    }
+    /// Only the SMTPUTF8 wrapper folds at the union/pipe level itself.
+    fn prefold(&self) -> bool {
+        self.opts.utf8 && self.fixed()
+    }
+    fn warnings(&self) -> Vec<String> {
+        self.parts.iter().flat_map(|d| d.warnings()).collect()
+    }
+}
+
+fn open_chain(
+    spec: &str,
+    kind: &str,
+    name: &str,
+    opts: &MapsOptions,
+) -> Result<Box<dyn Dict>, TableError> {
+    let bad = || {
+        TableError::config(
+            spec,
+            format!("bad syntax: \"{kind}:{name}\"; need \"{kind}:{{type:name...}}\""),
+        )
+    };
+    let b = name.as_bytes();
+    let len = text::balanced_len(b);
+    if len == 0 || len != b.len() || len <= 2 {
+        return Err(bad());
+    }
+    let members = text::tokens_with_braces(&name[1..len - 1], b", \t\r\n");
+    if members.is_empty() || members.iter().any(|m| !m.contains(':')) {
+        return Err(bad());
+    }
+    let parts = members
+        .iter()
+        .map(|m| open_dict(m, opts))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Box::new(Chain {
+        union: kind == "unionmap",
+        parts,
+        opts: opts.clone(),
+    }))
+}
+
 /// The table types this module knows (`postconf -m` minus client/server types).
 pub const SUPPORTED_TYPES: &[&str] = &[
     #[cfg(feature = "bdb")]
@@ -161,10 +253,12 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "inline",
     "lmdb",
     "pcre",
+    "pipemap",
     "proxy",
     "regexp",
     "static",
     "texthash",
+    "unionmap",
 ];
 
 fn read_source(spec: &str, kind: &str, path: &str) -> Result<Vec<u8>, TableError> {
@@ -232,6 +326,7 @@ fn open_dict(spec: &str, opts: &MapsOptions) -> Result<Box<dyn Dict>, TableError
             message: format!("{spec}: a fail: table fails every lookup"),
         }))),
         "proxy" => open_dict(name, opts),
+        "unionmap" | "pipemap" => open_chain(spec, kind, name, opts),
         _ => Err(TableError::config(
             spec,
             format!("unsupported dictionary type: {kind}"),
@@ -460,6 +555,16 @@ fn table_files(spec: &str) -> Vec<String> {
         "cdb" => vec![format!("{name}.cdb")],
         "texthash" | "regexp" | "pcre" | "cidr" => vec![name.to_string()],
         "proxy" => table_files(name),
+        "unionmap" | "pipemap" => {
+            let inner = name
+                .strip_prefix('{')
+                .and_then(|n| n.strip_suffix('}'))
+                .unwrap_or("");
+            text::tokens_with_braces(inner, b", \t\r\n")
+                .into_iter()
+                .flat_map(table_files)
+                .collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -586,7 +691,7 @@ impl Maps {
     fn lookup_one(&self, e: &Entry, key: &str) -> Result<Option<Vec<u8>>, TableError> {
         // C strings end at NUL: a key with one is the shorter key to Postfix.
         let key = &key[..key.find('\0').unwrap_or(key.len())];
-        if e.dict.fixed() && self.opts.fold {
+        if e.dict.prefold() && self.opts.fold {
             e.dict.lookup(&text::fold_key(key, self.opts.utf8))
         } else {
             e.dict.lookup(key)
