@@ -173,10 +173,19 @@ mod bdb {
             let c = CString::new(path.as_str()).map_err(|_| {
                 TableError::config(spec, format!("open database {path}: bad file name"))
             })?;
+            // Hold a shared lock while opening, as Postfix does, so that a postmap
+            // rewriting the file in place is never seen half-way.
+            let lock_fd = open_lock_fd(&path);
+            let guard = SharedLock::take(lock_fd, spec, &path);
             let mut h = std::ptr::null_mut();
             // SAFETY: c is NUL-terminated; h receives the handle.
             let rc = unsafe { outpost_bdb_open(c.as_ptr(), btree as libc::c_int, &mut h) };
+            drop(guard);
             if rc != 0 || h.is_null() {
+                if lock_fd >= 0 {
+                    // SAFETY: we own the descriptor and nothing else uses it.
+                    unsafe { libc::close(lock_fd) };
+                }
                 return Err(temp(
                     spec,
                     format!("open database {path}: {}", db_error(rc)),
@@ -184,7 +193,7 @@ mod bdb {
             }
             Ok(BdbTable {
                 handle: h,
-                lock_fd: open_lock_fd(&path),
+                lock_fd,
                 spec: spec.to_string(),
                 path,
                 style: NulStyle::both(),
