@@ -16,15 +16,15 @@
 //! - [`MatchList`]: match_list_init()/match_list_match() (util/match_list.c) with
 //!   match_string, match_hostname and match_hostaddr (util/match_ops.c), i.e. the
 //!   string_list, domain_list and namadr_list flavours (debug_peer_list etc.).
-//!
 //! - unionmap:/pipemap: follow dict_union.c/dict_pipe.c; client/server types (tcp,
 //!   socketmap, ldap, mysql, ...) are not supported and open as "unsupported".
 //!
 //! Key folding: tables with fixed keys (hash, btree, lmdb, cdb, texthash, inline) see a
 //! lowercased key (DICT_FLAG_FOLD_FIX, which all smtp(8) maps use); with SMTPUTF8 on the
 //! fold is Unicode case folding, otherwise ASCII only. regexp, pcre and cidr see the key
-//! unchanged. `proxy:type:name` is served by opening `type:name` directly: it only works
-//! where this process can read the file, which is the case for smtp(8)'s own tables.
+//! unchanged. `proxy:type:name` is served by opening `type:name` directly (no proxymap
+//! process, proxy_read_maps is not consulted): it works where this process can read the
+//! file.
 //!
 //! File names are used as given: like Postfix, a relative name is relative to the
 //! process's working directory (the queue directory under master). [`Maps::changed`]
