@@ -12,7 +12,13 @@ command -v msmtp >/dev/null 2>&1 || need="$need msmtp"
 [ -x /usr/sbin/dnsmasq ] || need="$need dnsmasq-base"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v script >/dev/null 2>&1 || need="$need bsdutils"
-[ -f /usr/lib/postfix/postfix-pcre.so ] || need="$need postfix-pcre postfix-lmdb postfix-cdb"
+[ -f /usr/lib/postfix/postfix-pcre.so ] || need="$need postfix-pcre"
+[ -f /usr/lib/postfix/postfix-lmdb.so ] || need="$need postfix-lmdb"
+[ -f /usr/lib/postfix/postfix-cdb.so ] || need="$need postfix-cdb"
+# Building: hash:/btree: tables link the system Berkeley DB (feature bdb); pcre2-sys uses
+# the system PCRE2 when its headers are there (it builds its bundled copy otherwise).
+[ -f /usr/include/db.h ] || need="$need libdb-dev"
+[ -f /usr/include/pcre2.h ] || need="$need libpcre2-dev"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 [ -f /usr/include/openssl/ssl.h ] || need="$need libssl-dev"
 need=$(echo $need | tr ' ' '\n' | sort -u | tr '\n' ' ')

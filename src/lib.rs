@@ -19,5 +19,6 @@ pub mod sasl;
 pub mod session;
 pub mod sink;
 pub mod sysexits;
+pub mod table;
 pub mod tls;
 pub mod transaction;

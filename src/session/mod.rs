@@ -316,7 +316,13 @@ const DISCARDABLE: &[&str] = &[
 ];
 
 /// Log one reply-reader warning as Postfix does.
-pub fn log_reply_warning(peer: &Peer, pipelining: bool, lmtp: bool, queue_id: &str, w: ReplyWarning) {
+pub fn log_reply_warning(
+    peer: &Peer,
+    pipelining: bool,
+    lmtp: bool,
+    queue_id: &str,
+    w: ReplyWarning,
+) {
     let namaddr = peer.namaddrport();
     let proto = if lmtp { "LMTP" } else { "ESMTP" };
     let param = if lmtp {
@@ -335,7 +341,9 @@ pub fn log_reply_warning(peer: &Peer, pipelining: bool, lmtp: bool, queue_id: &s
         )),
         ReplyWarning::Garbage(s) => {
             if pipelining {
-                log::warn(&format!("{queue_id}: non-{proto} response from {namaddr}: {s}"));
+                log::warn(&format!(
+                    "{queue_id}: non-{proto} response from {namaddr}: {s}"
+                ));
                 log::warn(&format!(
                     "to prevent loss of mail, turn off command pipelining for {} with the {param} parameter",
                     peer.addr
@@ -376,7 +384,9 @@ impl Session {
         nexthop: &str,
         arrival: Option<std::time::SystemTime>,
     ) -> Result<Session, Box<(Option<Peer>, Failure)>> {
-        Self::open_with(ep, params, queue_id, tracer, best_mx, nexthop, arrival, None)
+        Self::open_with(
+            ep, params, queue_id, tracer, best_mx, nexthop, arrival, None,
+        )
     }
 
     /// `open` with TLS and SASL when `extras` asks for them.
@@ -411,7 +421,15 @@ impl Session {
             sasl_mechanism: None,
         };
         let loop_detect = !params.lmtp && matches!(ep.addr, Address::Inet(sa) if sa.port() == 25);
-        match s.handshake(params, queue_id, loop_detect, best_mx, nexthop, arrival, extras) {
+        match s.handshake(
+            params,
+            queue_id,
+            loop_detect,
+            best_mx,
+            nexthop,
+            arrival,
+            extras,
+        ) {
             Ok(()) => Ok(s),
             Err(f) => {
                 if f.send_quit {

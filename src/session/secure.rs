@@ -69,16 +69,18 @@ impl Session {
         let mut failure = None;
         // Whatever the server sent before the handshake is thrown away with the old
         // stream's buffer: a reply injected there can never be read as a TLS reply.
-        let r = self.conn.replace_stream(|old| match ctx.start(old, &props) {
-            Ok((stream, i)) => {
-                info = Some(i);
-                Ok(Box::new(stream))
-            }
-            Err(e) => {
-                failure = Some(e);
-                Ok(Box::new(super::conn::ClosedStream))
-            }
-        });
+        let r = self
+            .conn
+            .replace_stream(|old| match ctx.start(old, &props) {
+                Ok((stream, i)) => {
+                    info = Some(i);
+                    Ok(Box::new(stream))
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    Ok(Box::new(super::conn::ClosedStream))
+                }
+            });
         let _ = r;
         let _ = params;
         match (info, failure) {
@@ -135,9 +137,11 @@ impl Session {
         nexthop: &str,
     ) -> Result<(), Failure> {
         let level = plan.policy.level;
-        if let Some(note) =
-            crate::tls::smtp::note_offer(plan.settings.note_starttls_offer && self.caps.starttls, level, plan.host)
-        {
+        if let Some(note) = crate::tls::smtp::note_offer(
+            plan.settings.note_starttls_offer && self.caps.starttls,
+            level,
+            plan.host,
+        ) {
             log::info(&note);
         }
         if crate::tls::smtp::should_starttls(self.caps.starttls, plan.ctx.is_some(), level) {
@@ -229,10 +233,14 @@ impl Session {
         let peer = self.peer.clone();
         let pipelining = self.caps.pipelining;
         let lmtp = self.lmtp;
-        let mut guard = plan.cache.map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut guard = plan
+            .cache
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
         let cache = guard.as_deref_mut();
         let result = sasl::authenticate(&mut self.conn, &req, cache, &mut |c| {
-            super::reply::read_reply(c, |w| super::log_reply_warning(&peer, pipelining, lmtp, queue_id, w))
+            super::reply::read_reply(c, |w| {
+                super::log_reply_warning(&peer, pipelining, lmtp, queue_id, w)
+            })
         });
         match result {
             Ok(a) => {
