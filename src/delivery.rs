@@ -107,6 +107,10 @@ pub struct Delivery<'a> {
     cache_used: std::collections::HashSet<String>,
     /// The current session ended in a site failure (Postfix's "throttled").
     site_failed: bool,
+    /// TLS and SASL set-up (none: plaintext, no AUTH).
+    pub security: Option<&'a crate::security::Security>,
+    /// The destination being tried, as written (request nexthop or fallback relay).
+    hop_dest: String,
 }
 
 fn endpoint_key(ep: &Endpoint) -> String {
@@ -149,6 +153,8 @@ impl<'a> Delivery<'a> {
             request_nexthop: None,
             cache_used: std::collections::HashSet::new(),
             site_failed: false,
+            security: None,
+            hop_dest: String::new(),
         }
     }
 
@@ -387,25 +393,31 @@ impl<'a> Delivery<'a> {
             };
             let opened = match cached {
                 Some(sess) => Ok(sess),
-                None => {
-                    let start = SystemTime::now();
-                    Session::open(
-                        ep,
-                        self.params,
-                        &self.req.queue_id,
-                        tracer,
-                        ep.best_mx,
-                        &self.nexthop,
-                        self.req.stats.incoming_arrival,
-                    )
-                    .map(|mut sess| {
-                        // TLS connections cannot be handed to another process.
-                        if self.cache_store && !sess.tls_wrapped {
-                            sess.expire = Some(start + self.params.reuse_time_limit);
-                        }
-                        sess
-                    })
+                None => match self.open_new(ep, tracer, false) {
+                    Some(r) => r,
+                    None => continue,
+                },
+            };
+            // Opportunistic TLS that failed to start: the same server again, in plaintext
+            // (Postfix's RETRY_AS_PLAINTEXT), when the mail has waited long enough.
+            let opened = match opened {
+                Err(f) if f.1.tls_failed && self.plaintext_retry_ok() => {
+                    let saved = self.final_server;
+                    self.final_server = false;
+                    self.relay =
+                        f.0.as_ref()
+                            .map(|p| p.namaddrport())
+                            .unwrap_or("none".into());
+                    self.site_fail(f.1.dsn);
+                    self.relay = "none".into();
+                    self.unkeep();
+                    self.final_server = saved;
+                    match self.open_new(ep, tracer, true) {
+                        Some(r) => r,
+                        None => continue,
+                    }
                 }
+                other => other,
             };
             match opened {
                 Ok(sess) => {
@@ -457,6 +469,110 @@ impl<'a> Delivery<'a> {
         }
     }
 
+    /// Connect to a new server with the TLS and SASL plan for it. `None`: the server is
+    /// skipped (a TLS policy problem, logged; the reason is kept for the final deferral).
+    #[allow(clippy::type_complexity)]
+    fn open_new(
+        &mut self,
+        ep: &Endpoint,
+        tracer: &mut dyn FnMut(&Peer) -> Option<Tracer>,
+        force_plain: bool,
+    ) -> Option<Result<Session, Box<(Option<Peer>, Failure)>>> {
+        let start = SystemTime::now();
+        let peer = Peer::of(ep, &self.params.myhostname);
+        let dest = if self.hop_dest.is_empty() {
+            self.nexthop.clone()
+        } else {
+            self.hop_dest.clone()
+        };
+        let (domain, _) = crate::route::dest::cache_names(&dest);
+        let unix = !matches!(ep.addr, crate::session::Address::Inet(_));
+        let sec = self.security;
+        let filter = |spec: &str, mech: &str| -> Result<bool, String> {
+            match sec {
+                Some(s) => s.filter_lookup(spec, mech),
+                None => Ok(false),
+            }
+        };
+        let host = peer.name.clone();
+        let extras = match sec {
+            Some(s) => {
+                match s.extras(
+                    &dest,
+                    &domain,
+                    &host,
+                    &peer.addr,
+                    peer.port,
+                    unix,
+                    force_plain,
+                    &self.req.sender,
+                    &filter,
+                ) {
+                    Ok(x) => {
+                        if let Some(t) = &x.tls
+                            && t.settings.wrappermode
+                            && let Some(w) = crate::tls::smtp::wrappermode_level_warning(
+                                t.policy.level,
+                                &s.tls_param("smtp_tls_wrappermode"),
+                                &s.tls_param("smtp_tls_security_level"),
+                            )
+                        {
+                            log::warn(&w);
+                            return None;
+                        }
+                        Some(x)
+                    }
+                    Err(dsn) => {
+                        self.why = Some(dsn);
+                        return None;
+                    }
+                }
+            }
+            None => None,
+        };
+        let r = Session::open_with(
+            ep,
+            self.params,
+            &self.req.queue_id,
+            tracer,
+            ep.best_mx,
+            &self.nexthop,
+            self.req.stats.incoming_arrival,
+            extras.as_ref(),
+        )
+        .map(|mut sess| {
+            // TLS connections cannot be handed to another process.
+            if self.cache_store && !sess.tls_wrapped {
+                sess.expire = Some(start + self.params.reuse_time_limit);
+            }
+            sess
+        });
+        Some(r)
+    }
+
+    /// Postfix retries a failed opportunistic TLS handshake in plaintext only for mail that
+    /// waited at least minimal_backoff_time (or an address probe), and never when SASL
+    /// credentials exist.
+    fn plaintext_retry_ok(&self) -> bool {
+        let Some(sec) = self.security else {
+            return false;
+        };
+        let waited = match (
+            self.req.stats.active_arrival,
+            self.req.stats.incoming_arrival,
+        ) {
+            (Some(a), Some(i)) => a.duration_since(i).unwrap_or_default(),
+            _ => std::time::Duration::ZERO,
+        };
+        crate::tls::smtp::retry_plaintext(
+            crate::tls::Level::May,
+            self.req.trace_only,
+            waited,
+            self.params.min_backoff,
+            sec.sasl_enable && sec.sasl_labels().0,
+        )
+    }
+
     /// One session: the transaction, then back to the cache or closed.
     fn deliver_on(&mut self, mut sess: Session, best_mx: bool, content: &mut dyn Content) {
         self.stats.conn_setup_done = None;
@@ -472,20 +588,26 @@ impl<'a> Delivery<'a> {
     }
 
     fn labels(&self, peer: &Peer) -> (String, Option<String>) {
+        let (sasl, by_sender) = self.security.map(|s| s.sasl_labels()).unwrap_or_default();
+        let sender = by_sender.then_some(self.req.sender.as_str());
         let endp = reuse::label(&reuse::LabelParts {
             service: &self.params.service,
-            request_nexthop: None,
+            sender,
+            cur_nexthop: sasl.then_some(self.hop_dest.as_str()),
+            hostname: sasl.then_some(peer.name.as_str()),
             addr: Some((&peer.addr, peer.port)),
             tls_level: self.params.tls_level,
             smtputf8: self.req.smtputf8_required,
+            ..Default::default()
         });
         let dest = self.request_nexthop.as_deref().map(|n| {
             reuse::label(&reuse::LabelParts {
                 service: &self.params.service,
+                sender,
                 request_nexthop: Some(n),
-                addr: None,
                 tls_level: self.params.tls_level,
                 smtputf8: self.req.smtputf8_required,
+                ..Default::default()
             })
         });
         (endp, dest)
@@ -626,6 +748,7 @@ impl<'a> Delivery<'a> {
                 break;
             }
             self.final_nexthop = k + 1 == n;
+            self.hop_dest = hop.nexthop.clone();
             match &hop.endpoints {
                 Ok(eps) => {
                     if k == 0 && !eps.is_empty() {

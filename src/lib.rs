@@ -16,6 +16,7 @@ pub mod postfix;
 pub mod request;
 pub mod route;
 pub mod sasl;
+pub mod security;
 pub mod session;
 pub mod sink;
 pub mod sysexits;

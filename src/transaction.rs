@@ -131,6 +131,10 @@ pub fn mail_command(sess: &Session, req: &crate::request::Request, p: &Params) -
     if sess.caps.smtputf8 && req.smtputf8 {
         cmd.push_str(" SMTPUTF8");
     }
+    // smtp_send_dummy_mail_auth: we authenticated the MTA, not the sender.
+    if p.dummy_mail_auth && sess.sasl_mechanism.is_some() {
+        cmd.push_str(" AUTH=<>");
+    }
     cmd
 }
 

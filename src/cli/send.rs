@@ -173,6 +173,7 @@ fn deliver_group(
     lookup: &(dyn route::select::Lookup + Send + Sync),
     content: &mut MemoryContent,
     verbose: bool,
+    security: &crate::security::Security,
 ) -> Vec<(usize, Option<crate::outcome::Outcome>)> {
     let mut req = req_template.clone();
     req.recipients = idx
@@ -189,6 +190,7 @@ fn deliver_group(
     {
         let mut dl = Delivery::new(&req, params, &mut collect);
         dl.nexthop = nexthop.to_string();
+        dl.security = Some(security);
         if nexthop.is_empty() {
             dl.fail_all(Dsn::new("5.1.3", "bad address syntax: no domain part"));
         } else {
@@ -319,6 +321,13 @@ pub fn main(args: &[String]) -> i32 {
         log::init(Target::Stderr, &tag);
     }
     let params = Params::from_config(&cfg);
+    let security = match crate::security::Security::from_config(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error(&format!("fatal: {e}"));
+            return EX_CONFIG;
+        }
+    };
 
     // The message.
     let mut data = Vec::new();
@@ -452,8 +461,14 @@ pub fn main(args: &[String]) -> i32 {
                 let handles: Vec<_> = batch
                     .iter()
                     .map(|(nexthop, idx)| {
-                        let (params, rp, lookup, req_template, rcpt_addrs) =
-                            (&params, &rp, lookup.as_ref(), &req_template, &rcpt_addrs);
+                        let (params, rp, lookup, req_template, rcpt_addrs, security) = (
+                            &params,
+                            &rp,
+                            lookup.as_ref(),
+                            &req_template,
+                            &rcpt_addrs,
+                            &security,
+                        );
                         let mut content = content.share();
                         scope.spawn(move || {
                             deliver_group(
@@ -467,6 +482,7 @@ pub fn main(args: &[String]) -> i32 {
                                 lookup,
                                 &mut content,
                                 verbose,
+                                security,
                             )
                         })
                     })

@@ -23,6 +23,8 @@ use std::io::BufReader;
 use std::sync::Mutex;
 
 static SCACHE: Mutex<Option<ScacheClient>> = Mutex::new(None);
+/// TLS engine, policy tables and SASL set-up: read once per process, as Postfix does.
+static SECURITY: std::sync::OnceLock<crate::security::Security> = std::sync::OnceLock::new();
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -196,6 +198,18 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> (i32, Option<crate::
         }
     };
     let params = Params::from_config(cfg);
+    let security = match SECURITY.get() {
+        Some(s) => s,
+        None => match crate::security::Security::from_config(cfg) {
+            Ok(s) => SECURITY.get_or_init(|| s),
+            Err(e) => {
+                // A configuration error: Postfix's daemon exits; master throttles the
+                // service and the mail stays queued.
+                log::fatal(&e);
+                std::process::exit(1);
+            }
+        },
+    };
     let rp = route::RouteParams::from_config(cfg, &params);
     let lookup = route::system_lookup(&rp);
     let engine_req = req.to_request();
@@ -222,6 +236,7 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> (i32, Option<crate::
     {
         let mut dl = Delivery::new(&engine_req, &params, &mut reporter);
         dl.nexthop = req.nexthop.clone();
+        dl.security = Some(security);
         if let Some(c) = cache_guard.as_mut() {
             dl.cache = Some(c as &mut dyn ConnCache);
         }

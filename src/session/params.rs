@@ -55,6 +55,10 @@ pub struct Params {
     pub cache_time_limit: Duration,
     pub reuse_time_limit: Duration,
     pub reuse_count_limit: u32,
+    /// smtp_send_dummy_mail_auth with SASL enabled.
+    pub dummy_mail_auth: bool,
+    /// minimal_backoff_time (decides the plaintext retry after a failed TLS handshake).
+    pub min_backoff: Duration,
     /// The master.cf service name, part of every connection-cache label.
     pub service: String,
     /// Postfix's TLS level number for cache labels (0 = none, 1 = may, ...).
@@ -107,6 +111,8 @@ impl Default for Params {
             cache_time_limit: Duration::from_secs(2),
             reuse_time_limit: Duration::from_secs(300),
             reuse_count_limit: 0,
+            min_backoff: Duration::from_secs(300),
+            dummy_mail_auth: false,
             service: "smtp".into(),
             tls_level: 0,
         }
@@ -171,6 +177,9 @@ impl Params {
             reuse_time_limit: cfg.time("smtp_connection_reuse_time_limit"),
             reuse_count_limit: u32::try_from(cfg.int("smtp_connection_reuse_count_limit").max(0))
                 .unwrap_or(0),
+            min_backoff: cfg.time("minimal_backoff_time"),
+            dummy_mail_auth: cfg.bool("smtp_send_dummy_mail_auth")
+                && cfg.bool("smtp_sasl_auth_enable"),
             service: {
                 let s = cfg.get("service_name");
                 if s.is_empty() {

@@ -29,10 +29,17 @@ pub trait ConnCache {
 }
 
 /// What goes into a label, in Postfix's field order.
+#[derive(Default)]
 pub struct LabelParts<'a> {
     pub service: &'a str,
+    /// The envelope sender (with sender-dependent SASL credentials).
+    pub sender: Option<&'a str>,
     /// The delivery request's nexthop (destination labels only).
     pub request_nexthop: Option<&'a str>,
+    /// The destination being tried and the server's name (with SASL credentials, which
+    /// may differ per destination or host).
+    pub cur_nexthop: Option<&'a str>,
+    pub hostname: Option<&'a str>,
     /// Server address and port (endpoint labels only).
     pub addr: Option<(&'a str, u16)>,
     pub tls_level: u8,
@@ -55,8 +62,17 @@ pub fn label(parts: &LabelParts) -> String {
         }
     };
     field(&mut out, parts.service);
+    if let Some(s) = parts.sender {
+        field(&mut out, s);
+    }
     if let Some(n) = parts.request_nexthop {
         field(&mut out, n);
+    }
+    if let Some(n) = parts.cur_nexthop {
+        field(&mut out, n);
+    }
+    if let Some(h) = parts.hostname {
+        field(&mut out, h);
     }
     if let Some((a, port)) = parts.addr {
         field(&mut out, a);
@@ -269,6 +285,7 @@ mod tests {
             addr: Some(("192.0.2.1", 25)),
             tls_level: 1,
             smtputf8: false,
+            ..Default::default()
         });
         assert_eq!(endp, "smtp\n192.0.2.1\n25\n1\n0\n");
         let dest = label(&LabelParts {
@@ -277,6 +294,7 @@ mod tests {
             addr: None,
             tls_level: 0,
             smtputf8: true,
+            ..Default::default()
         });
         assert_eq!(dest, "relay\n[mx.example]:587\n0\n1\n");
         // A separator inside a value cannot forge a field.
@@ -286,8 +304,23 @@ mod tests {
             addr: None,
             tls_level: 0,
             smtputf8: false,
+            ..Default::default()
         });
         assert_eq!(odd.lines().count(), 4);
+        // With SASL credentials the sender (when they depend on it), the destination
+        // and the host name are part of the label.
+        let sasl = label(&LabelParts {
+            service: "smtp",
+            sender: Some("a@b"),
+            cur_nexthop: Some("[relay]:587"),
+            hostname: Some("relay"),
+            addr: Some(("192.0.2.1", 587)),
+            ..Default::default()
+        });
+        assert_eq!(
+            sasl,
+            "smtp\na@b\n[relay]:587\nrelay\n192.0.2.1\n587\n0\n0\n"
+        );
         assert!(!odd.contains("a\nb"));
     }
 

@@ -35,7 +35,7 @@ pub struct SaslPlan<'a> {
     /// Table title for "lookup error" warnings (e.g. "smtp_sasl_password_maps").
     pub table_title: &'a str,
     /// smtp_sasl_mechanism_filter's `type:table` elements.
-    pub filter_table: &'a (dyn Fn(&str, &str) -> Result<bool, String> + Sync),
+    pub filter_table: &'a dyn Fn(&str, &str) -> Result<bool, String>,
     pub cache: Option<&'a Mutex<AuthCache>>,
 }
 
@@ -94,7 +94,7 @@ impl Session {
                 self.usable = false;
                 self.dont_cache();
                 let mut f = local("4.7.5", "Cannot start TLS: handshake failure".into(), false);
-                f.tls_failed = true;
+                f.tls_failed = plan.policy.level == Level::May;
                 Err(f)
             }
         }
