@@ -65,7 +65,18 @@ impl Security {
     /// Read the TLS and SASL configuration. `Err`: a fatal configuration error (Postfix
     /// exits; the mail stays queued).
     pub fn from_config(cfg: &Config) -> Result<Security, String> {
-        let tls = Settings::from_config(cfg)?;
+        let mut tls = Settings::from_config(cfg)?;
+        // Postfix resumes TLS sessions only with a session cache database (through tlsmgr);
+        // ours lives in the process, but is on under the same condition.
+        if cfg.get("smtp_tls_session_cache_database").trim().is_empty() {
+            tls.session_cache_timeout = std::time::Duration::ZERO;
+        }
+        // Postfix knows one SASL client implementation here: Cyrus (which we speak for).
+        let sasl_type = cfg.get("smtp_sasl_type");
+        if cfg.bool("smtp_sasl_auth_enable") && !sasl_type.eq_ignore_ascii_case("cyrus") {
+            log::warn(&format!("unsupported SASL client implementation: {sasl_type}"));
+            return Err("SASL library initialization".into());
+        }
         let opts = MapsOptions {
             utf8: cfg.bool("smtputf8_enable"),
             fold: true,
