@@ -130,8 +130,10 @@ impl Instance {
             .expect("postfix start");
         assert!(
             out.status.success(),
-            "postfix start: {}",
-            String::from_utf8_lossy(&out.stdout)
+            "postfix start: {}{}\n--- maillog ---\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            inst.maillog()
         );
         if listen {
             let up = support::wait_for(Duration::from_secs(10), || {
@@ -195,13 +197,45 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        let _ = Command::new("postfix")
+        use nix::sys::signal::{Signal, kill, killpg};
+        use nix::unistd::Pid;
+        use std::os::unix::process::CommandExt;
+        let master = std::fs::read_to_string(self.queue_dir().join("pid/master.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        // `postfix stop` in its own process group, with a time limit: a Postfix whose
+        // postlogd is stuck (seen once under load: master, postlogd and `master -t` all
+        // blocked sending to the full postlog socket) would otherwise hang the test.
+        let stop = Command::new("postfix")
             .arg("-c")
             .arg(&self.conf)
             .arg("stop")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status();
+            .process_group(0)
+            .spawn();
+        if let Ok(mut c) = stop {
+            let done = support::wait_for(Duration::from_secs(15), || c.try_wait().ok().flatten());
+            if done.is_none() {
+                let _ = killpg(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
+                let _ = c.wait();
+                if let Some(pid) = master {
+                    eprintln!("postfix stop hung: killing master {pid} and its children");
+                    let kids = Command::new("pgrep")
+                        .args(["-P", &pid.to_string()])
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                        .unwrap_or_default();
+                    for k in kids
+                        .split_whitespace()
+                        .filter_map(|k| k.parse::<i32>().ok())
+                    {
+                        let _ = kill(Pid::from_raw(k), Signal::SIGKILL);
+                    }
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
         if std::env::var_os("OUTPOST_KEEP_TMP").is_some() {
             let p = self.dir.path().to_path_buf();
             eprintln!("kept {}", p.display());
@@ -1137,6 +1171,270 @@ fn dovecot_lmtp_peer_per_recipient_like_postfix_lmtp() {
         diag(&pf.3),
         "bounce texts: Outpost vs Postfix lmtp"
     );
+}
+
+/// dovecot LMTP over TCP (lmtp:inet:127.0.0.1:PORT) with a per-recipient failure after
+/// the data: eve's quota (1K) is too small for the message, so dovecot answers 5xx for her
+/// at the end of data while alice and bob get 250. Each is delivered or bounced exactly
+/// once, eve's bounce quotes dovecot's reply "in reply to end of DATA command", and the
+/// log lines and the bounce are the same as with Postfix's lmtp.
+#[test]
+fn dovecot_lmtp_inet_quota_after_data_like_postfix_lmtp() {
+    if !usable() {
+        return;
+    }
+    let Some(bins) = support::require(&["dovecot", "/usr/lib/dovecot/lmtp"]) else {
+        return;
+    };
+    let dir = support::TestDir::new("daemon-dovecot-inet");
+    let msg = support::tricky_message();
+    let users = ["alice@lmtp.test", "bob@lmtp.test", "eve@lmtp.test"];
+    let mut runs = Vec::new();
+    for transport in ["lmtp", "outpost-lmtp"] {
+        let port = support::free_port();
+        let dc = support::Dovecot::start_with(
+            &bins[0],
+            &dir,
+            &users,
+            &[("eve@lmtp.test", "userdb_quota_rule=*:storage=1K")],
+            Some(port),
+            "mail_plugins = $mail_plugins quota\nplugin {\n  quota = maildir:User quota\n}\n",
+        );
+        let senders = Sink::start(&[]);
+        let pf = Instance::start(
+            &format!(
+                "lmtp.test {transport}:inet:127.0.0.1:{port}\nsender.test outpost:[127.0.0.1]:{}\n",
+                senders.port()
+            ),
+            "",
+        );
+        pf.sendmail(
+            &[
+                "-i",
+                "-f",
+                "s@sender.test",
+                "alice@lmtp.test",
+                "bob@lmtp.test",
+                "eve@lmtp.test",
+            ],
+            &msg,
+        );
+        let log = pf.wait_log(&[
+            "to=<alice@lmtp.test>",
+            "to=<bob@lmtp.test>",
+            "to=<eve@lmtp.test>",
+            "sender non-delivery notification",
+            "to=<s@sender.test>",
+        ]);
+        let diag = || format!("[{transport}]\n{}\n{}", pf.maillog(), dc.show());
+        let relay = format!("relay=127.0.0.1[127.0.0.1]:{port}, ");
+        for u in ["alice@lmtp.test", "bob@lmtp.test"] {
+            let l = agent_lines(&log, "lmtp", u);
+            assert!(
+                l.len() == 1
+                    && l[0].contains(&relay)
+                    && l[0].contains(&format!(", dsn=2.0.0, status=sent (250 2.0.0 <{u}> ")),
+                "{u}: {l:#?}\n{}",
+                diag()
+            );
+            let m = dc.messages(u);
+            assert_eq!(m.len(), 1, "{u}: one message in the maildir\n{}", diag());
+            let (_, rest) =
+                support::strip_added_headers(&m[0].1, &["Return-Path", "Delivered-To", "Received"]);
+            assert_bytes(
+                &expected_stored(&msg),
+                rest,
+                &format!("[{transport}] maildir of {u}"),
+            );
+        }
+        let l = agent_lines(&log, "lmtp", "eve@lmtp.test");
+        assert!(
+            l.len() == 1
+                && l[0].contains(&relay)
+                && l[0].contains(", status=bounced (host 127.0.0.1[127.0.0.1] said: 5")
+                && l[0].ends_with(" (in reply to end of DATA command))"),
+            "eve: {l:#?}\n{}",
+            diag()
+        );
+        assert!(dc.messages("eve@lmtp.test").is_empty(), "{}", diag());
+        let t = Instant::now();
+        while senders.messages().is_empty() && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(senders.messages().len(), 1, "one bounce\n{}", diag());
+        let bounce = unfold(&String::from_utf8_lossy(&senders.body(0)));
+        assert!(
+            bounce.contains("Final-Recipient: rfc822; eve@lmtp.test")
+                && !bounce.contains("Final-Recipient: rfc822; alice@lmtp.test")
+                && !bounce.contains("Final-Recipient: rfc822; bob@lmtp.test"),
+            "{bounce}"
+        );
+        let texts: Vec<String> = bounce
+            .lines()
+            .filter(|l| l.starts_with("Diagnostic-Code") || l.contains(" said: "))
+            .map(normalise_ports)
+            .collect();
+        runs.push((
+            agent_log(&log, "lmtp")
+                .iter()
+                .map(|l| match (l.find("> "), l.find(" Saved)")) {
+                    (Some(a), Some(b)) if a < b => format!("{}> ID{}", &l[..a], &l[b..]),
+                    _ => l.clone(),
+                })
+                .collect::<Vec<_>>(),
+            normalise_bounce(&bounce),
+            texts,
+        ));
+    }
+    let (pf, op) = (&runs[0], &runs[1]);
+    assert_eq!(op.0, pf.0, "log lines: Outpost vs Postfix lmtp");
+    assert_eq!(op.1, pf.1, "bounce: Outpost vs Postfix lmtp");
+    assert_eq!(op.2, pf.2, "bounce texts: Outpost vs Postfix lmtp");
+}
+
+/// A 4xx for one recipient after the data (dovecot with quota_full_tempfail: 452 4.2.2
+/// for eve over quota, 250 for alice): alice is delivered once, eve stays in the queue;
+/// once her quota is raised the retry delivers her, and only her (alice still has exactly
+/// one copy and one log line). The first attempt logs the same as Postfix's lmtp.
+#[test]
+fn dovecot_lmtp_tempfail_after_data_retries_only_that_recipient() {
+    if !usable() {
+        return;
+    }
+    let Some(bins) = support::require(&["dovecot", "/usr/lib/dovecot/lmtp"]) else {
+        return;
+    };
+    let dir = support::TestDir::new("daemon-dovecot-tempfail");
+    let msg = support::tricky_message();
+    let users = ["alice@lmtp.test", "eve@lmtp.test"];
+    let mut runs = Vec::new();
+    for transport in ["lmtp", "outpost-lmtp"] {
+        let dc = support::Dovecot::start_with(
+            &bins[0],
+            &dir,
+            &users,
+            &[("eve@lmtp.test", "userdb_quota_rule=*:storage=1K")],
+            None,
+            "mail_plugins = $mail_plugins quota\nquota_full_tempfail = yes\n\
+             plugin {\n  quota = maildir:User quota\n}\n",
+        );
+        let sock = dc.socket.display().to_string();
+        // A retry due 1 s after the deferral can find the queue file still locked by the
+        // agent that reported it; qmgr then logs "skipped, still being delivered" and
+        // leaves it in active/ until it restarts (seen with Postfix's own lmtp): 2 s.
+        let pf = Instance::start(
+            &format!("lmtp.test {transport}:unix:{sock}\n"),
+            "minimal_backoff_time = 2s\nmaximal_backoff_time = 2s",
+        );
+        pf.sendmail(
+            &[
+                "-i",
+                "-f",
+                "s@sender.test",
+                "alice@lmtp.test",
+                "eve@lmtp.test",
+            ],
+            &msg,
+        );
+        let diag = || format!("[{transport}]\n{}\n{}", pf.maillog(), dc.show());
+        let deferred = format!(
+            ", dsn=4.2.2, status=deferred (host postfix.test[{sock}] said: 452 4.2.2 \
+             <eve@lmtp.test> Quota exceeded (mailbox for user is full) (in reply to end of DATA \
+             command))"
+        );
+        // The first attempt: alice delivered, eve deferred and still queued.
+        let t = Instant::now();
+        let log = loop {
+            let log = pf.maillog();
+            if !agent_lines(&log, "lmtp", "eve@lmtp.test").is_empty() {
+                break log;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "no retry\n{}",
+                diag()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        for l in agent_lines(&log, "lmtp", "eve@lmtp.test") {
+            assert!(
+                l.ends_with(&deferred),
+                "eve: {l}\nwant ...{deferred}\n{}",
+                diag()
+            );
+        }
+        let q = pf.mailq();
+        assert!(
+            q.contains("eve@lmtp.test") && !q.contains("alice@lmtp.test"),
+            "{q}\n{}",
+            diag()
+        );
+        // Raise eve's quota (Maildir++ keeps the old limit in maildirsize when the rule is
+        // merely removed): the next attempt delivers her, and only her.
+        std::fs::write(
+            dc.conf.parent().expect("dir").join("users"),
+            "alice@lmtp.test:::::::\neve@lmtp.test:::::::userdb_quota_rule=*:storage=100M\n",
+        )
+        .expect("rewrite users");
+        let t = Instant::now();
+        let log = loop {
+            let log = pf.maillog();
+            if agent_lines(&log, "lmtp", "eve@lmtp.test")
+                .iter()
+                .any(|l| l.contains(" status=sent "))
+            {
+                break log;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "eve not delivered\n{}",
+                diag()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let alice = agent_lines(&log, "lmtp", "alice@lmtp.test");
+        assert!(
+            alice.len() == 1 && alice[0].contains(" status=sent (250 2.0.0 <alice@lmtp.test> "),
+            "alice: {alice:#?}\n{}",
+            diag()
+        );
+        for u in users {
+            let m = dc.messages(u);
+            assert_eq!(m.len(), 1, "{u}: exactly one message\n{}", diag());
+            let (_, rest) =
+                support::strip_added_headers(&m[0].1, &["Return-Path", "Delivered-To", "Received"]);
+            assert_bytes(
+                &expected_stored(&msg),
+                rest,
+                &format!("[{transport}] maildir of {u}"),
+            );
+        }
+        let t = Instant::now();
+        while !pf.mailq().contains("Mail queue is empty") {
+            assert!(t.elapsed() < Duration::from_secs(10), "{}", pf.mailq());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The first attempt, for the comparison.
+        let first: Vec<String> = ["alice@lmtp.test", "eve@lmtp.test"]
+            .iter()
+            .map(|u| {
+                let l = agent_lines(&log, "lmtp", u)[0].replace(&sock, "SOCK");
+                let l = l
+                    .split_once(": to=<")
+                    .map(|(_, r)| r)
+                    .unwrap_or(&l)
+                    .to_string();
+                let l: Vec<&str> = l.split(", ").filter(|f| !f.starts_with("delay")).collect();
+                let l = l.join(", ");
+                match (l.find("> "), l.find(" Saved)")) {
+                    (Some(a), Some(b)) if a < b => format!("{}> ID{}", &l[..a], &l[b..]),
+                    _ => l,
+                }
+            })
+            .collect();
+        runs.push(first);
+    }
+    assert_eq!(runs[1], runs[0], "first attempt: Outpost vs Postfix lmtp");
 }
 
 /// Join folded lines (CRLF followed by white space) as a reader of the header would.

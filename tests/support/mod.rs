@@ -975,6 +975,20 @@ impl Dovecot {
     /// passwd-file (so that unknown users fail), all mail stored as nobody in
     /// maildir:DIR/NAME/mail/%u.
     pub fn start(bin: &Path, dir: &TestDir, users: &[&str]) -> Dovecot {
+        Dovecot::start_with(bin, dir, users, &[], None, "")
+    }
+
+    /// As `start`, with userdb extra fields per user (e.g. ("eve@x", "userdb_quota_rule=
+    /// *:storage=1K")), an optional LMTP listener on 127.0.0.1:PORT and extra dovecot.conf
+    /// text (e.g. "mail_plugins = quota").
+    pub fn start_with(
+        bin: &Path,
+        dir: &TestDir,
+        users: &[&str],
+        fields: &[(&str, &str)],
+        inet_port: Option<u16>,
+        extra_conf: &str,
+    ) -> Dovecot {
         let name = unique("dovecot");
         let base = dir.subdir(&name, 0o755, None);
         let mail = dir.subdir(&format!("{name}/mail"), 0o755, Some("nobody:nogroup"));
@@ -985,8 +999,19 @@ impl Dovecot {
         let users_file = base.join("users");
         let mut u = String::new();
         for user in users {
-            let _ = writeln!(u, "{user}:::::::");
+            let extra: Vec<&str> = fields
+                .iter()
+                .filter(|(n, _)| n == user)
+                .map(|(_, f)| *f)
+                .collect();
+            let _ = writeln!(u, "{user}:::::::{}", extra.join(" "));
         }
+        let inet = match inet_port {
+            Some(p) => {
+                format!("  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {p}\n  }}\n")
+            }
+            None => String::new(),
+        };
         std::fs::write(&users_file, u).expect("write the dovecot users file");
         let text = format!(
             "# throw-away dovecot for outpost interop tests: LMTP only\n\
@@ -1003,7 +1028,8 @@ impl Dovecot {
              passdb {{\n  driver = static\n  args = nopassword=y\n}}\n\
              userdb {{\n  driver = passwd-file\n  args = {users}\n  \
                default_fields = uid=nobody gid=nogroup home={mail}/%u\n}}\n\
-             service lmtp {{\n  unix_listener {socket} {{\n    mode = 0666\n  }}\n}}\n",
+             service lmtp {{\n  unix_listener {socket} {{\n    mode = 0666\n  }}\n{inet}}}\n\
+             {extra_conf}\n",
             run = run.display(),
             base = base.display(),
             log = log.display(),
@@ -1033,7 +1059,8 @@ impl Dovecot {
             if let Ok(Some(st)) = dc.child.try_wait() {
                 return Some(Err(format!("dovecot exited: {st}")));
             }
-            UnixStream::connect(&dc.socket).ok().map(|_| Ok(()))
+            let inet_up = inet_port.is_none_or(|p| TcpStream::connect(("127.0.0.1", p)).is_ok());
+            (UnixStream::connect(&dc.socket).is_ok() && inet_up).then_some(Ok(()))
         });
         match up {
             Some(Ok(())) => dc,
