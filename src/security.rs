@@ -74,7 +74,9 @@ impl Security {
         // Postfix knows one SASL client implementation here: Cyrus (which we speak for).
         let sasl_type = cfg.get("smtp_sasl_type");
         if cfg.bool("smtp_sasl_auth_enable") && !sasl_type.eq_ignore_ascii_case("cyrus") {
-            log::warn(&format!("unsupported SASL client implementation: {sasl_type}"));
+            log::warn(&format!(
+                "unsupported SASL client implementation: {sasl_type}"
+            ));
             return Err("SASL library initialization".into());
         }
         let opts = MapsOptions {

@@ -23,46 +23,6 @@ use support::*;
 // ---------------------------------------------------------------------------------------
 // Test content
 
-/// A printable pattern whose misalignment shows when a fold lands one byte off.
-fn pattern(n: usize, seed: usize) -> Vec<u8> {
-    const A: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    (0..n).map(|i| A[(i + seed) % A.len()]).collect()
-}
-
-/// Lines starting with '.', a line of just '.', empty lines, 8-bit bytes, a CRLF-ended
-/// input line, lines of exactly 998 and 999 bytes, a 2000-byte line (folded at 998 with
-/// CRLF SPACE), a 5000-byte line (longer than Postfix's 2048-byte queue records), and a
-/// last line without a newline.
-fn tricky_message() -> Vec<u8> {
-    let mut m = Vec::new();
-    m.extend_from_slice(
-        b"From: Sender <sender@x.test>\n\
-          To: rcpt@dest.test\n\
-          Date: Sat, 28 Nov 2026 07:00:00 +0000\n\
-          Message-ID: <interop-1@x.test>\n\
-          Subject: outpost interop\n\
-          MIME-Version: 1.0\n\
-          Content-Type: text/plain; charset=utf-8\n\
-          Content-Transfer-Encoding: 8bit\n\
-          \n\
-          .leading dot\n\
-          ..two leading dots\n\
-          .\n\
-          \n\
-          \n\
-          From the start of a line\n\
-          8-bit: caf\xc3\xa9 \xe9\xff\x80 end\n\
-          CRLF-ended input line\r\n\
-          tab\there, trailing spaces   \n",
-    );
-    for (n, seed) in [(998, 1), (999, 2), (2000, 3), (5000, 4)] {
-        m.extend(pattern(n, seed));
-        m.push(b'\n');
-    }
-    m.extend_from_slice(b" leading space\n.\n\nlast line without newline");
-    m
-}
-
 /// What the receivers must have stored for `msg`.
 fn expected_stored(msg: &[u8]) -> Vec<u8> {
     stored_lf(&postfix_wire(msg))

@@ -368,6 +368,49 @@ pub fn byte_diff(expected: &[u8], actual: &[u8]) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Test content
+
+/// A printable pattern whose misalignment shows when a fold lands one byte off.
+pub fn pattern(n: usize, seed: usize) -> Vec<u8> {
+    const A: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    (0..n).map(|i| A[(i + seed) % A.len()]).collect()
+}
+
+/// Lines starting with '.', a line of just '.', empty lines, 8-bit bytes, a CRLF-ended
+/// input line, lines of exactly 998 and 999 bytes, a 2000-byte line (folded at 998 with
+/// CRLF SPACE), a 5000-byte line (longer than Postfix's 2048-byte queue records), and a
+/// last line without a newline.
+pub fn tricky_message() -> Vec<u8> {
+    let mut m = Vec::new();
+    m.extend_from_slice(
+        b"From: Sender <sender@x.test>\n\
+          To: rcpt@dest.test\n\
+          Date: Sat, 28 Nov 2026 07:00:00 +0000\n\
+          Message-ID: <interop-1@x.test>\n\
+          Subject: outpost interop\n\
+          MIME-Version: 1.0\n\
+          Content-Type: text/plain; charset=utf-8\n\
+          Content-Transfer-Encoding: 8bit\n\
+          \n\
+          .leading dot\n\
+          ..two leading dots\n\
+          .\n\
+          \n\
+          \n\
+          From the start of a line\n\
+          8-bit: caf\xc3\xa9 \xe9\xff\x80 end\n\
+          CRLF-ended input line\r\n\
+          tab\there, trailing spaces   \n",
+    );
+    for (n, seed) in [(998, 1), (999, 2), (2000, 3), (5000, 4)] {
+        m.extend(pattern(n, seed));
+        m.push(b'\n');
+    }
+    m.extend_from_slice(b" leading space\n.\n\nlast line without newline");
+    m
+}
+
+// ---------------------------------------------------------------------------------------
 // What Postfix's smtp(8) puts on the wire, and what a receiver stores
 
 /// Postfix's smtp_line_length_limit default.
@@ -932,6 +975,20 @@ impl Dovecot {
     /// passwd-file (so that unknown users fail), all mail stored as nobody in
     /// maildir:DIR/NAME/mail/%u.
     pub fn start(bin: &Path, dir: &TestDir, users: &[&str]) -> Dovecot {
+        Dovecot::start_with(bin, dir, users, &[], None, "")
+    }
+
+    /// As `start`, with userdb extra fields per user (e.g. ("eve@x", "userdb_quota_rule=
+    /// *:storage=1K")), an optional LMTP listener on 127.0.0.1:PORT and extra dovecot.conf
+    /// text (e.g. "mail_plugins = quota").
+    pub fn start_with(
+        bin: &Path,
+        dir: &TestDir,
+        users: &[&str],
+        fields: &[(&str, &str)],
+        inet_port: Option<u16>,
+        extra_conf: &str,
+    ) -> Dovecot {
         let name = unique("dovecot");
         let base = dir.subdir(&name, 0o755, None);
         let mail = dir.subdir(&format!("{name}/mail"), 0o755, Some("nobody:nogroup"));
@@ -942,8 +999,19 @@ impl Dovecot {
         let users_file = base.join("users");
         let mut u = String::new();
         for user in users {
-            let _ = writeln!(u, "{user}:::::::");
+            let extra: Vec<&str> = fields
+                .iter()
+                .filter(|(n, _)| n == user)
+                .map(|(_, f)| *f)
+                .collect();
+            let _ = writeln!(u, "{user}:::::::{}", extra.join(" "));
         }
+        let inet = match inet_port {
+            Some(p) => {
+                format!("  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {p}\n  }}\n")
+            }
+            None => String::new(),
+        };
         std::fs::write(&users_file, u).expect("write the dovecot users file");
         let text = format!(
             "# throw-away dovecot for outpost interop tests: LMTP only\n\
@@ -960,7 +1028,8 @@ impl Dovecot {
              passdb {{\n  driver = static\n  args = nopassword=y\n}}\n\
              userdb {{\n  driver = passwd-file\n  args = {users}\n  \
                default_fields = uid=nobody gid=nogroup home={mail}/%u\n}}\n\
-             service lmtp {{\n  unix_listener {socket} {{\n    mode = 0666\n  }}\n}}\n",
+             service lmtp {{\n  unix_listener {socket} {{\n    mode = 0666\n  }}\n{inet}}}\n\
+             {extra_conf}\n",
             run = run.display(),
             base = base.display(),
             log = log.display(),
@@ -990,7 +1059,8 @@ impl Dovecot {
             if let Ok(Some(st)) = dc.child.try_wait() {
                 return Some(Err(format!("dovecot exited: {st}")));
             }
-            UnixStream::connect(&dc.socket).ok().map(|_| Ok(()))
+            let inet_up = inet_port.is_none_or(|p| TcpStream::connect(("127.0.0.1", p)).is_ok());
+            (UnixStream::connect(&dc.socket).is_ok() && inet_up).then_some(Ok(()))
         });
         match up {
             Some(Ok(())) => dc,
