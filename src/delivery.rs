@@ -111,6 +111,9 @@ pub struct Delivery<'a> {
     pub security: Option<&'a crate::security::Security>,
     /// The destination being tried, as written (request nexthop or fallback relay).
     hop_dest: String,
+    /// best_mx_transport: mail that loops back to this host goes to another transport
+    /// instead of bouncing. Called per recipient; `Err` is our deferral.
+    pub loop_handoff: Option<&'a mut dyn FnMut(usize) -> Result<(), Dsn>>,
 }
 
 fn endpoint_key(ep: &Endpoint) -> String {
@@ -155,6 +158,7 @@ impl<'a> Delivery<'a> {
             site_failed: false,
             security: None,
             hop_dest: String::new(),
+            loop_handoff: None,
         }
     }
 
@@ -771,6 +775,29 @@ impl<'a> Delivery<'a> {
             let mut dsn = self.why.clone().unwrap_or_else(|| {
                 Dsn::new("4.3.0", "server unavailable or unable to receive mail")
             });
+            // Mail for a destination that loops back to us: best_mx_transport takes it.
+            if !self.params.lmtp
+                && dsn.status.get(1..) == Some(".4.6")
+                && self.loop_handoff.is_some()
+            {
+                let open = self.open();
+                let mut failed = Vec::new();
+                for i in open {
+                    let r = match self.loop_handoff.as_deref_mut() {
+                        Some(h) => h(i),
+                        None => Ok(()),
+                    };
+                    match r {
+                        Ok(()) => self.marks[i] = Mark::Dropped,
+                        Err(d) => failed.push((i, d)),
+                    }
+                }
+                self.relay = "none".into();
+                for (i, d) in failed {
+                    self.finish(i, d);
+                }
+                return;
+            }
             if !dsn.status.starts_with('4') {
                 // A relay we were told to use that does not resolve or refuses us is a
                 // configuration problem: defer rather than bounce.

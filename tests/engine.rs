@@ -451,3 +451,65 @@ fn pix_greeting_enables_workarounds() {
     deliver(&req, &off, &[ep(&sink2.addr)]);
     assert!(sink2.dialogue().contains("C: EHLO"));
 }
+
+/// best_mx_transport: when routing finds that this host is the best MX ("loops back to
+/// myself"), the engine hands each open recipient to the hand-off instead of bouncing;
+/// a hand-off that fails defers that recipient (never a bounce). Without a hand-off the
+/// loop bounces.
+#[test]
+fn routing_loop_goes_to_the_handoff_not_to_a_bounce() {
+    use outpost::outcome::Dsn;
+    use outpost::route::Hop;
+    let req = request(&["a@loop.test", "b@loop.test"]);
+    let params = Params::default();
+    let hops = vec![Hop {
+        nexthop: "loop.test".into(),
+        endpoints: Err(Dsn::new("5.4.6", "mail for loop.test loops back to myself")),
+        i_am_mx: true,
+        is_fallback: false,
+    }];
+    let mut passed = Vec::new();
+    let mut collect = Collect::default();
+    {
+        let mut handoff = |i: usize| -> Result<(), Dsn> {
+            passed.push(i);
+            if i == 1 {
+                Err(Dsn::new("4.3.0", "mail transport unavailable"))
+            } else {
+                Ok(())
+            }
+        };
+        let mut dl = Delivery::new(&req, &params, &mut collect);
+        dl.loop_handoff = Some(&mut handoff);
+        let mut content = MemoryContent::new(MSG.to_vec());
+        let mut none = |_: &Peer| -> Option<Tracer> { None };
+        dl.run_hops(&hops, &mut content, &mut none);
+    }
+    assert_eq!(passed, vec![0, 1]);
+    // The first was settled by the other transport: nothing reported here.
+    assert!(collect.outcomes.first().cloned().flatten().is_none());
+    let b = collect
+        .outcomes
+        .get(1)
+        .cloned()
+        .flatten()
+        .expect("b reported");
+    assert_eq!(b.status, Status::Deferred);
+    assert_eq!(b.dsn.status, "4.3.0");
+
+    let mut collect = Collect::default();
+    {
+        let mut dl = Delivery::new(&req, &params, &mut collect);
+        let mut content = MemoryContent::new(MSG.to_vec());
+        let mut none = |_: &Peer| -> Option<Tracer> { None };
+        dl.run_hops(&hops, &mut content, &mut none);
+    }
+    let a = collect
+        .outcomes
+        .first()
+        .cloned()
+        .flatten()
+        .expect("a reported");
+    assert_eq!(a.status, Status::Bounced);
+    assert_eq!(a.dsn.status, "5.4.6");
+}

@@ -1946,3 +1946,58 @@ fn dead_cached_connection_is_replaced_like_postfix_smtp() {
     assert_eq!(norm(&runs[1].0), norm(&runs[0].0));
     assert_eq!(runs[1].1, runs[0].1);
 }
+
+/// best_mx_transport applies to destinations whose best MX is this host (found while
+/// routing); a server that merely answers EHLO with our name is a session-level loop,
+/// and Postfix bounces it even with best_mx_transport set. Outpost must do the same.
+#[test]
+fn ehlo_loop_bounces_despite_best_mx_transport_like_postfix_smtp() {
+    if !usable() {
+        return;
+    }
+    // A server on port 25 that calls itself by our name: "mail loops back to myself".
+    let Ok(probe) = std::net::TcpListener::bind("127.0.0.2:25") else {
+        eprintln!("SKIP: 127.0.0.2:25 is not available");
+        return;
+    };
+    drop(probe);
+    let mut runs = Vec::new();
+    for transport in ["smtp", "outpost"] {
+        let looping = Sink::start(&["--hostname", "postfix.test", "LISTEN=127.0.0.2:25"]);
+        let other = Sink::start(&[]);
+        let map = format!("loop.test {transport}:[127.0.0.2]:25\n");
+        let pf = Instance::start(
+            &map,
+            &format!(
+                "best_mx_transport = outpost-relay:[127.0.0.1]:{}\n",
+                other.port()
+            ),
+        );
+        pf.sendmail(&["-f", "s@sender.test", "r@loop.test"], MSG);
+        let log = pf.wait_log(&["to=<r@loop.test>", "loops back to myself"]);
+        assert!(!log.contains("passing <"), "{log}");
+        assert!(other.messages().is_empty());
+        assert!(looping.messages().is_empty());
+        let lines: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains("own hostname") || l.contains("to=<r@loop.test>"))
+            .filter_map(|l| l.split_once("]: ").map(|(_, r)| r.to_string()))
+            .map(|l| {
+                l.split(", ")
+                    .filter(|f| !f.starts_with("delay"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .map(|l| normalise_ports(&l))
+            .map(|l| match l.split_once(": to=") {
+                Some((_, rest)) => format!("to={rest}"),
+                None => l,
+            })
+            .collect();
+        assert_eq!(lines.len(), 3, "{log}");
+        runs.push(lines);
+        drop(pf);
+        drop(looping);
+    }
+    assert_eq!(runs[1], runs[0]);
+}

@@ -224,6 +224,7 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> (i32, Option<crate::
     };
     let corrupt;
     let hop_status;
+    let passed_deferred = std::cell::Cell::new(false);
     // One scache client per process, kept between requests as Postfix keeps its
     // auto_clnt; created only when caching can happen at all.
     let mut cache_guard = SCACHE.lock().unwrap_or_else(|p| p.into_inner());
@@ -239,6 +240,28 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> (i32, Option<crate::
         dl.security = Some(security);
         if let Some(c) = cache_guard.as_mut() {
             dl.cache = Some(c as &mut dyn ConnCache);
+        }
+        let best_mx = cfg.get("best_mx_transport");
+        let mut handoff = |i: usize| -> Result<(), crate::outcome::Dsn> {
+            let Some(r) = req.recipients.get(i) else {
+                return Err(crate::outcome::Dsn::new(
+                    "4.3.0",
+                    "mail transport unavailable",
+                ));
+            };
+            let ipc = cfg.time("ipc_timeout").max(Duration::from_secs(1));
+            match super::pass::deliver_pass(&best_mx, req, r, ipc) {
+                Ok(deferred) => {
+                    if deferred {
+                        passed_deferred.set(true);
+                    }
+                    Ok(())
+                }
+                Err(d) => Err(d),
+            }
+        };
+        if !best_mx.is_empty() {
+            dl.loop_handoff = Some(&mut handoff);
         }
         dl.cache_request = (
             req.flags & request::DEL_REQ_FLAG_CONN_LOAD != 0,
@@ -257,7 +280,7 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> (i32, Option<crate::
         }
         return (request::DEL_STAT_DEFER, None);
     }
-    let status = if reporter.failed {
+    let status = if reporter.failed || passed_deferred.get() {
         request::DEL_STAT_DEFER
     } else {
         request::DEL_STAT_FINAL

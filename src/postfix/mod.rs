@@ -5,6 +5,7 @@
 pub mod attr;
 pub mod daemon;
 pub mod master;
+pub mod pass;
 pub mod postlog;
 pub mod queue;
 pub mod request;
