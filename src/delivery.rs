@@ -507,6 +507,7 @@ impl<'a> Delivery<'a> {
                     force_plain,
                     &self.req.sender,
                     &filter,
+                    &ep.dnssec,
                 ) {
                     Ok(x) => {
                         if let Some(t) = &x.tls
