@@ -445,10 +445,21 @@ mod dane_tests {
                 match t {
                     RecordType::MX => {
                         m.metadata.authentic_data = case != "insecure";
-                        let ex = if case == "cname" { "alias" } else { "mx" };
+                        let ex = if case.ends_with("cname") || case.ends_with("alias") {
+                            "alias"
+                        } else {
+                            "mx"
+                        };
                         m.add_answer(mx_rec(&format!("{n}."), 10, name(&format!("{ex}.{n}."))));
                     }
+                    RecordType::CNAME => {
+                        m.metadata.authentic_data = case != "unsignedalias";
+                        let target = n.replacen("alias.", "mx.", 1);
+                        m.add_answer(cname_rec(&format!("{n}."), &format!("{target}.")));
+                    }
                     RecordType::A if n.starts_with("alias.") => {
+                        // Only "cname" has a signed target.
+                        m.metadata.authentic_data = case == "cname";
                         let target = n.replacen("alias.", "mx.", 1);
                         m.add_answer(cname_rec(&format!("{n}."), &format!("{target}.")));
                         m.add_answer(a_rec(&format!("{target}."), [192, 0, 2, 10]));
@@ -579,6 +590,20 @@ mod dane_tests {
         let p = r.unwrap().unwrap();
         assert_eq!(p.dane_base.as_deref(), Some("mx.cname.test"));
         assert_eq!(tlsa_queries(&srv), vec!["_25._tcp.mx.cname.test"]);
+    }
+
+    #[test]
+    fn signed_alias_to_an_unsigned_host_uses_the_alias_name() {
+        let srv = zone();
+        let (ep, r) = plan(&srv, "signedalias.test", &[]);
+        assert!(!ep.dnssec.secure);
+        let p = r.unwrap().unwrap();
+        assert_eq!(p.level, Level::Dane);
+        assert_eq!(p.dane_base.as_deref(), Some("alias.signedalias.test"));
+        assert_eq!(tlsa_queries(&srv), vec!["_25._tcp.alias.signedalias.test"]);
+        let (_, r) = plan(&srv, "unsignedalias.test", &[]);
+        assert_eq!(level(&r), Some(Level::May));
+        assert_eq!(tlsa_queries(&srv).len(), 1, "no second TLSA lookup");
     }
 
     #[test]

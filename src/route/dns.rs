@@ -373,6 +373,14 @@ impl Resolver {
         })
     }
 
+    /// The CNAME record of a name (its target, not followed further).
+    pub fn cname(&self, name: &str) -> Result<Answer<String>, DnsError> {
+        self.lookup(name, RecordType::CNAME, |rd, _| match rd {
+            RData::CNAME(c) => Item::Keep(name_to_text(&c.0)),
+            _ => Item::Other,
+        })
+    }
+
     /// TLSA records of a service, `_port._proto.host`, always asked with DNSSEC (DO bit, AD
     /// flag) since DANE may use only authenticated answers; the caller reads `authentic`.
     /// `host` is the (already fully qualified) MX or host name, without a trailing dot.
