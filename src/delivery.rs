@@ -511,6 +511,7 @@ impl<'a> Delivery<'a> {
                     force_plain,
                     &self.req.sender,
                     &filter,
+                    &ep.dnssec,
                 ) {
                     Ok(x) => {
                         if let Some(t) = &x.tls

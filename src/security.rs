@@ -9,10 +9,13 @@
 use crate::config::Config;
 use crate::log;
 use crate::outcome::Dsn;
+use crate::route::dns::Resolver;
+use crate::route::select::Dnssec;
 use crate::sasl::{self, AuthCache, Credentials, KeyQuery, MemoryStore, SaslParams};
 use crate::session::secure::{Extras, SaslPlan, TlsPlan, serverid};
 use crate::table::{Maps, MapsOptions};
-use crate::tls::policy::{self, Tables};
+use crate::tls::dane;
+use crate::tls::policy::{self, DaneInput, Tables};
 use crate::tls::{ClientContext, Level, Settings};
 use std::sync::Mutex;
 
@@ -38,6 +41,42 @@ pub struct Security {
     lmtp: bool,
     wrapper_param: String,
     level_param: String,
+    dane: DaneParams,
+}
+
+/// The settings the DANE levels check (Postfix's dane_init), and the resolver for TLSA.
+struct DaneParams {
+    /// DNS host lookups on and smtp_dns_support_level = dnssec.
+    dnssec_enabled: bool,
+    /// SMTP with ignore_mx_lookup_error = yes.
+    mx_errors_ignored: bool,
+    /// smtp_dns_resolver_options has res_defnames or res_dnsrch.
+    resolver_search: bool,
+    /// For TLSA lookups; present when `dnssec_enabled`.
+    resolver: Option<Resolver>,
+}
+
+impl DaneParams {
+    fn from_config(cfg: &Config, lmtp: bool) -> DaneParams {
+        // The same reading of the DNS settings as the route layer's.
+        let support = cfg.get("smtp_dns_support_level").to_ascii_lowercase();
+        let dns_on = !cfg.bool("disable_dns_lookups") && support != "disabled";
+        let host_dns = cfg
+            .list("smtp_host_lookup")
+            .iter()
+            .any(|x| x.eq_ignore_ascii_case("dns"));
+        let dnssec_enabled = dns_on && host_dns && support == "dnssec";
+        let resolver_search = cfg
+            .get("smtp_dns_resolver_options")
+            .split([',', ' ', '\t', '\r', '\n'])
+            .any(|o| o == "res_defnames" || o == "res_dnsrch");
+        DaneParams {
+            dnssec_enabled,
+            mx_errors_ignored: !lmtp && cfg.bool("ignore_mx_lookup_error"),
+            resolver_search,
+            resolver: dnssec_enabled.then(|| Resolver::from_system().with_dnssec(true)),
+        }
+    }
 }
 
 fn find(m: &Mutex<Maps>, key: &str) -> Result<Option<String>, String> {
@@ -140,7 +179,9 @@ impl Security {
                 s
             }
         };
+        let lmtp = cfg.mode() == crate::config::Mode::Lmtp;
         Ok(Security {
+            dane: DaneParams::from_config(cfg, lmtp),
             tls,
             tls_ctx,
             tls_policy,
@@ -158,7 +199,7 @@ impl Security {
             auth_cache,
             service,
             opts,
-            lmtp: cfg.mode() == crate::config::Mode::Lmtp,
+            lmtp,
             wrapper_param: cfg.name_for("smtp_tls_wrappermode"),
             level_param: cfg.name_for("smtp_tls_security_level"),
         })
@@ -179,7 +220,8 @@ impl Security {
     }
 
     /// The TLS policy for one server. `Ok(None)`: plaintext. `Err`: skip this server with
-    /// this reason (Postfix's "TLS policy lookup" failures), already logged.
+    /// this reason (Postfix's "TLS policy lookup" failures), already logged. `dnssec`: what
+    /// the DNS lookups that found the server said (for the DANE levels).
     #[allow(clippy::too_many_arguments)]
     pub fn tls_plan<'a>(
         &'a self,
@@ -190,6 +232,7 @@ impl Security {
         port: u16,
         unix: bool,
         force_plain: bool,
+        dnssec: &Dnssec,
     ) -> Result<Option<TlsPlan<'a>>, Dsn> {
         if force_plain || (self.tls_ctx.is_none() && self.tls.level == Level::None) {
             if self.tls_policy.is_none() && self.tls_per_site.is_none() {
@@ -223,7 +266,19 @@ impl Security {
                 .map(|_| &lookup_site as policy::Lookup),
             per_site_title: &self.per_site_title,
         };
-        let res = policy::resolve(&self.tls, dest, host, tables, None);
+        let tlsa = || self.tlsa_lookup(host, port, dnssec);
+        let dane_in = DaneInput {
+            port: (!unix).then_some(port),
+            dnssec_enabled: self.dane.dnssec_enabled,
+            mx_errors_ignored: self.dane.mx_errors_ignored,
+            resolver_search: self.dane.resolver_search,
+            mx: dnssec
+                .mx
+                .as_ref()
+                .map(|m| (m.qname.clone(), m.rname.clone(), m.secure)),
+            tlsa: &tlsa,
+        };
+        let res = policy::resolve(&self.tls, dest, host, tables, Some(&dane_in));
         for w in &res.warnings {
             log::warn(w);
         }
@@ -256,6 +311,36 @@ impl Security {
             host,
             serverid: serverid(&self.service, dest, host, addr, port),
         }))
+    }
+
+    /// The TLSA records for a server (asked only when a DANE level needs them).
+    fn tlsa_lookup(
+        &self,
+        host: &str,
+        port: u16,
+        dnssec: &Dnssec,
+    ) -> (Result<dane::DaneLookup, String>, Vec<String>) {
+        let Some(r) = &self.dane.resolver else {
+            return (Err("no DNS resolver".into()), Vec::new());
+        };
+        let qname = if dnssec.qname.is_empty() {
+            host
+        } else {
+            &dnssec.qname
+        };
+        let rname = if dnssec.rname.is_empty() {
+            qname
+        } else {
+            &dnssec.rname
+        };
+        dane::lookup(
+            r,
+            port,
+            qname,
+            rname,
+            dnssec.secure,
+            self.tls.force_insecure_host_tlsa,
+        )
     }
 
     /// Credentials for one server (smtp_sasl_password_maps): `None` when SASL is off.
@@ -328,11 +413,310 @@ impl Security {
         force_plain: bool,
         sender: &str,
         filter: &'a dyn Fn(&str, &str) -> Result<bool, String>,
+        dnssec: &Dnssec,
     ) -> Result<Extras<'a>, Dsn> {
-        let tls = self.tls_plan(dest, domain, host, addr, port, unix, force_plain)?;
+        let tls = self.tls_plan(dest, domain, host, addr, port, unix, force_plain, dnssec)?;
         let sasl = self
             .credentials(sender, host, dest)
             .map(|c| self.sasl_plan(c, filter));
         Ok(Extras { tls, sasl })
+    }
+}
+
+#[cfg(test)]
+mod dane_tests {
+    //! The DANE levels end to end through the route layer and a scripted DNS server:
+    //! MX answer -> address answer -> endpoint DNSSEC facts -> TLS policy with TLSA.
+    use super::*;
+    use crate::config::Mode;
+    use crate::route::dns::tests::{FakeServer, a_rec, cname_rec, mx_rec, name, qname, reply};
+    use crate::route::{self, RouteParams};
+    use crate::session::{Endpoint, Params};
+    use crate::tls::dane::TlsaRecord;
+    use crate::tls::policy::Policy;
+    use hickory_proto::op::ResponseCode;
+    use hickory_proto::rr::rdata::TLSA;
+    use hickory_proto::rr::{RData, Record, RecordType};
+
+    const KEY: [u8; 32] = [0xaa; 32];
+
+    /// Zone `X.test` for each case X: MX 10 mx.X.test (alias.X.test for "cname"),
+    /// A 192.0.2.10, TLSA at _25._tcp.mx.X.test. Everything is signed (AD) except the MX of
+    /// "insecure" and the address of "unsignedhost".
+    fn zone() -> FakeServer {
+        FakeServer::start(|q, _| {
+            let n = qname(q);
+            let case = n
+                .trim_end_matches(".test")
+                .rsplit('.')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let t = q.queries[0].query_type();
+            vec![reply(q, |m| {
+                m.metadata.authentic_data = true;
+                match t {
+                    RecordType::MX => {
+                        m.metadata.authentic_data = case != "insecure";
+                        let ex = if case.ends_with("cname") || case.ends_with("alias") {
+                            "alias"
+                        } else {
+                            "mx"
+                        };
+                        m.add_answer(mx_rec(&format!("{n}."), 10, name(&format!("{ex}.{n}."))));
+                    }
+                    RecordType::CNAME => {
+                        m.metadata.authentic_data = case != "unsignedalias";
+                        let target = n.replacen("alias.", "mx.", 1);
+                        m.add_answer(cname_rec(&format!("{n}."), &format!("{target}.")));
+                    }
+                    RecordType::A if n.starts_with("alias.") => {
+                        // Only "cname" has a signed target.
+                        m.metadata.authentic_data = case == "cname";
+                        let target = n.replacen("alias.", "mx.", 1);
+                        m.add_answer(cname_rec(&format!("{n}."), &format!("{target}.")));
+                        m.add_answer(a_rec(&format!("{target}."), [192, 0, 2, 10]));
+                    }
+                    RecordType::A => {
+                        m.metadata.authentic_data = case != "unsignedhost";
+                        m.add_answer(a_rec(&format!("{n}."), [192, 0, 2, 10]));
+                    }
+                    RecordType::TLSA => match case.as_str() {
+                        "notlsa" => m.metadata.response_code = ResponseCode::NXDomain,
+                        "tlsafail" => m.metadata.response_code = ResponseCode::ServFail,
+                        _ => {
+                            let usage = if case == "unusable" { 0 } else { 3 };
+                            m.add_answer(Record::from_rdata(
+                                name(&format!("{n}.")),
+                                300,
+                                RData::TLSA(TLSA::new(
+                                    usage.into(),
+                                    1.into(),
+                                    1.into(),
+                                    KEY.to_vec(),
+                                )),
+                            ));
+                        }
+                    },
+                    _ => {}
+                }
+            })]
+        })
+    }
+
+    /// Route `dest` with these settings and resolve the TLS policy for its first server:
+    /// the endpoint, and the policy (None: plaintext) or the deferral.
+    fn plan(
+        srv: &FakeServer,
+        dest: &str,
+        set: &[(&str, &str)],
+    ) -> (Endpoint, Result<Option<Policy>, Dsn>) {
+        let mut cfg = Config::builtin(Mode::Smtp, "smtp");
+        cfg.set("inet_protocols", "ipv4");
+        cfg.set("smtp_dns_support_level", "dnssec");
+        cfg.set("smtp_tls_security_level", "dane");
+        for (k, v) in set {
+            cfg.set(k, v);
+        }
+        let rp = RouteParams::from_config(&cfg, &Params::from_config(&cfg));
+        let lookup = route::lookup_with(&rp, srv.resolver());
+        let hops = route::plan(dest, &rp, &*lookup);
+        let ep = match hops.into_iter().next().map(|h| h.endpoints) {
+            Some(Ok(v)) if !v.is_empty() => v[0].clone(),
+            other => panic!("no endpoint for {dest}: {other:?}"),
+        };
+        let mut sec = Security::from_config(&cfg).unwrap();
+        if sec.dane.resolver.is_some() {
+            sec.dane.resolver = Some(srv.resolver().with_dnssec(true));
+        }
+        let r = sec
+            .tls_plan(
+                dest,
+                dest,
+                &ep.name,
+                "192.0.2.10",
+                25,
+                false,
+                false,
+                &ep.dnssec,
+            )
+            .map(|o| o.map(|t| t.policy));
+        (ep, r)
+    }
+
+    fn tlsa_queries(srv: &FakeServer) -> Vec<String> {
+        srv.queries()
+            .iter()
+            .filter(|(_, q)| q.queries[0].query_type() == RecordType::TLSA)
+            .map(|(_, q)| qname(q))
+            .collect()
+    }
+
+    fn level(r: &Result<Option<Policy>, Dsn>) -> Option<Level> {
+        r.as_ref()
+            .ok()
+            .map(|o| o.as_ref().map_or(Level::None, |p| p.level))
+    }
+
+    fn deferral(r: Result<Option<Policy>, Dsn>) -> (String, String) {
+        let d = r.err().unwrap_or_else(|| Dsn::new("", "not deferred"));
+        (d.status, d.reason)
+    }
+
+    #[test]
+    fn secure_mx_and_host_with_tlsa_gives_dane_with_records() {
+        let srv = zone();
+        let (ep, r) = plan(&srv, "secure.test", &[]);
+        let mx = ep.dnssec.mx.clone().unwrap();
+        assert_eq!(
+            (mx.qname.as_str(), mx.rname.as_str()),
+            ("secure.test", "secure.test")
+        );
+        assert!(mx.secure && ep.dnssec.secure);
+        assert_eq!(ep.dnssec.qname, "mx.secure.test");
+        let p = r.unwrap().unwrap();
+        assert_eq!(p.level, Level::Dane);
+        assert_eq!(p.tlsa, vec![TlsaRecord::new(3, 1, 1, KEY.to_vec())]);
+        assert_eq!(p.dane_base.as_deref(), Some("mx.secure.test"));
+        assert_eq!(p.match_names, vec!["mx.secure.test", "secure.test"]);
+        assert_eq!(tlsa_queries(&srv), vec!["_25._tcp.mx.secure.test"]);
+        // The same from a policy-table entry, with "may" as the global level.
+        let (_, r) = plan(
+            &srv,
+            "secure.test",
+            &[
+                ("smtp_tls_security_level", "may"),
+                ("smtp_tls_policy_maps", "inline:{secure.test=dane-only}"),
+            ],
+        );
+        assert_eq!(level(&r), Some(Level::DaneOnly));
+    }
+
+    #[test]
+    fn cname_target_is_the_tlsa_base() {
+        let srv = zone();
+        let (ep, r) = plan(&srv, "cname.test", &[]);
+        assert_eq!(
+            (ep.dnssec.qname.as_str(), ep.dnssec.rname.as_str()),
+            ("alias.cname.test", "mx.cname.test")
+        );
+        let p = r.unwrap().unwrap();
+        assert_eq!(p.dane_base.as_deref(), Some("mx.cname.test"));
+        assert_eq!(tlsa_queries(&srv), vec!["_25._tcp.mx.cname.test"]);
+    }
+
+    #[test]
+    fn signed_alias_to_an_unsigned_host_uses_the_alias_name() {
+        let srv = zone();
+        let (ep, r) = plan(&srv, "signedalias.test", &[]);
+        assert!(!ep.dnssec.secure);
+        let p = r.unwrap().unwrap();
+        assert_eq!(p.level, Level::Dane);
+        assert_eq!(p.dane_base.as_deref(), Some("alias.signedalias.test"));
+        assert_eq!(tlsa_queries(&srv), vec!["_25._tcp.alias.signedalias.test"]);
+        let (_, r) = plan(&srv, "unsignedalias.test", &[]);
+        assert_eq!(level(&r), Some(Level::May));
+        assert_eq!(tlsa_queries(&srv).len(), 1, "no second TLSA lookup");
+    }
+
+    #[test]
+    fn insecure_mx() {
+        let srv = zone();
+        // Global "dane": the insecure-MX policy defaults to dane (matched, never Verified).
+        let (ep, r) = plan(&srv, "insecure.test", &[]);
+        assert!(!ep.dnssec.mx.unwrap().secure);
+        assert_eq!(level(&r), Some(Level::HalfDane));
+        // A policy-table "dane" under global "may": insecure-MX policy may.
+        let t = [
+            ("smtp_tls_security_level", "may"),
+            ("smtp_tls_policy_maps", "inline:{insecure.test=dane}"),
+        ];
+        let before = tlsa_queries(&srv).len();
+        let (_, r) = plan(&srv, "insecure.test", &t);
+        assert_eq!(level(&r), Some(Level::May));
+        assert_eq!(tlsa_queries(&srv).len(), before, "no TLSA lookup");
+        let (_, r) = plan(
+            &srv,
+            "insecure.test",
+            &[("smtp_tls_dane_insecure_mx_policy", "encrypt")],
+        );
+        assert_eq!(level(&r), Some(Level::Encrypt));
+        let (_, r) = plan(
+            &srv,
+            "insecure.test",
+            &[("smtp_tls_security_level", "dane-only")],
+        );
+        assert_eq!(
+            deferral(r),
+            ("4.7.5".into(), "non DNSSEC destination".into())
+        );
+    }
+
+    #[test]
+    fn no_tlsa_unusable_tlsa_and_lookup_errors() {
+        let srv = zone();
+        let (_, r) = plan(&srv, "notlsa.test", &[]);
+        assert_eq!(level(&r), Some(Level::May));
+        let only = [("smtp_tls_security_level", "dane-only")];
+        let (_, r) = plan(&srv, "notlsa.test", &only);
+        assert_eq!(
+            deferral(r),
+            ("4.7.5".into(), "no TLSA records found".into())
+        );
+        let (_, r) = plan(&srv, "unusable.test", &[]);
+        let p = r.unwrap().unwrap();
+        assert_eq!((p.level, p.exclusions.as_str()), (Level::Encrypt, "eNULL"));
+        let (_, r) = plan(&srv, "unusable.test", &only);
+        assert_eq!(
+            deferral(r),
+            ("4.7.5".into(), "TLSA records unusable".into())
+        );
+        let (_, r) = plan(&srv, "tlsafail.test", &[]);
+        assert_eq!(
+            deferral(r),
+            (
+                "4.7.5".into(),
+                "TLSA lookup error for mx.tlsafail.test:25".into()
+            )
+        );
+    }
+
+    #[test]
+    fn insecure_host_gets_no_tlsa_lookup_unless_forced() {
+        let srv = zone();
+        let (ep, r) = plan(&srv, "unsignedhost.test", &[]);
+        assert!(ep.dnssec.mx.unwrap().secure && !ep.dnssec.secure);
+        assert_eq!(level(&r), Some(Level::May));
+        assert!(tlsa_queries(&srv).is_empty());
+        let force = [("smtp_tls_force_insecure_host_tlsa_lookup", "yes")];
+        let (_, r) = plan(&srv, "unsignedhost.test", &force);
+        assert_eq!(level(&r), Some(Level::Dane));
+        assert_eq!(tlsa_queries(&srv), vec!["_25._tcp.mx.unsignedhost.test"]);
+    }
+
+    #[test]
+    fn configuration_that_rules_out_dane() {
+        let srv = zone();
+        for (set, dest) in [
+            (("smtp_dns_support_level", "enabled"), "secure.test"),
+            (("smtp_host_lookup", "native"), "[192.0.2.10]"),
+            (("ignore_mx_lookup_error", "yes"), "secure.test"),
+            (("smtp_dns_resolver_options", "res_defnames"), "secure.test"),
+        ] {
+            let (_, r) = plan(&srv, dest, &[set]);
+            assert_eq!(level(&r), Some(Level::May), "{set:?}");
+            let only = ("smtp_tls_security_level", "dane-only");
+            let (_, r) = plan(&srv, dest, &[set, only]);
+            assert_eq!(
+                deferral(r),
+                ("4.7.5".into(), "client TLS configuration problem".into()),
+                "{set:?}"
+            );
+        }
+        assert!(tlsa_queries(&srv).is_empty());
+        // A bracketed destination has no MX: only the host's own status counts.
+        let (ep, r) = plan(&srv, "[mx.secure.test]", &[]);
+        assert!(ep.dnssec.mx.is_none() && ep.dnssec.secure);
+        assert_eq!(level(&r), Some(Level::Dane));
     }
 }

@@ -373,6 +373,14 @@ impl Resolver {
         })
     }
 
+    /// The CNAME record of a name (its target, not followed further).
+    pub fn cname(&self, name: &str) -> Result<Answer<String>, DnsError> {
+        self.lookup(name, RecordType::CNAME, |rd, _| match rd {
+            RData::CNAME(c) => Item::Keep(name_to_text(&c.0)),
+            _ => Item::Other,
+        })
+    }
+
     /// TLSA records of a service, `_port._proto.host`, always asked with DNSSEC (DO bit, AD
     /// flag) since DANE may use only authenticated answers; the caller reads `authentic`.
     /// `host` is the (already fully qualified) MX or host name, without a trailing dot.
@@ -1055,7 +1063,7 @@ pub fn valid_hostaddr(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use hickory_proto::rr::Record;
     use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, TLSA};
@@ -1066,7 +1074,7 @@ mod tests {
     type Handler = dyn Fn(&Message, bool) -> Vec<Vec<u8>> + Send + Sync;
 
     /// A scripted DNS server on 127.0.0.1 (UDP and TCP on the same port).
-    struct FakeServer {
+    pub(crate) struct FakeServer {
         addr: SocketAddr,
         /// Queries seen: (over TCP, decoded query).
         seen: Arc<Mutex<Vec<(bool, Message)>>>,
@@ -1075,7 +1083,9 @@ mod tests {
     }
 
     impl FakeServer {
-        fn start(handler: impl Fn(&Message, bool) -> Vec<Vec<u8>> + Send + Sync + 'static) -> Self {
+        pub(crate) fn start(
+            handler: impl Fn(&Message, bool) -> Vec<Vec<u8>> + Send + Sync + 'static,
+        ) -> Self {
             let handler: Arc<Handler> = Arc::new(handler);
             let (udp, tcp) = loop {
                 let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -1141,11 +1151,11 @@ mod tests {
             }
         }
 
-        fn resolver(&self) -> Resolver {
+        pub(crate) fn resolver(&self) -> Resolver {
             Resolver::new(test_config(vec![self.addr]))
         }
 
-        fn queries(&self) -> Vec<(bool, Message)> {
+        pub(crate) fn queries(&self) -> Vec<(bool, Message)> {
             self.seen.lock().unwrap().clone()
         }
     }
@@ -1166,12 +1176,12 @@ mod tests {
         }
     }
 
-    fn name(s: &str) -> Name {
+    pub(crate) fn name(s: &str) -> Name {
         Name::from_ascii(s).unwrap()
     }
 
     /// A reply to `q`, edited by `f`.
-    fn reply(q: &Message, f: impl FnOnce(&mut Message)) -> Vec<u8> {
+    pub(crate) fn reply(q: &Message, f: impl FnOnce(&mut Message)) -> Vec<u8> {
         let mut m = Message::response(q.metadata.id, OpCode::Query);
         m.metadata.recursion_desired = true;
         m.metadata.recursion_available = true;
@@ -1180,19 +1190,19 @@ mod tests {
         m.to_vec().unwrap()
     }
 
-    fn qname(q: &Message) -> String {
+    pub(crate) fn qname(q: &Message) -> String {
         name_to_text(q.queries[0].name()).to_ascii_lowercase()
     }
 
-    fn a_rec(owner: &str, ip: [u8; 4]) -> Record {
+    pub(crate) fn a_rec(owner: &str, ip: [u8; 4]) -> Record {
         Record::from_rdata(name(owner), 300, RData::A(A::from(Ipv4Addr::from(ip))))
     }
 
-    fn cname_rec(owner: &str, target: &str) -> Record {
+    pub(crate) fn cname_rec(owner: &str, target: &str) -> Record {
         Record::from_rdata(name(owner), 60, RData::CNAME(CNAME(name(target))))
     }
 
-    fn mx_rec(owner: &str, pref: u16, exchange: Name) -> Record {
+    pub(crate) fn mx_rec(owner: &str, pref: u16, exchange: Name) -> Record {
         Record::from_rdata(name(owner), 300, RData::MX(MX::new(pref, exchange)))
     }
 

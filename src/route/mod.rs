@@ -199,6 +199,7 @@ pub fn resolve(
                     .map(|c| {
                         let mut e = Endpoint::inet(c.host, SocketAddr::new(c.addr, port));
                         e.best_mx = c.best_mx;
+                        e.dnssec = c.dnssec;
                         e
                     })
                     .collect()
@@ -211,10 +212,13 @@ pub fn resolve(
 /// The lookup to use for these settings: the DNS stub for MX records and, per
 /// smtp_host_lookup, DNS and/or the system resolver for host addresses.
 pub fn system_lookup(rp: &RouteParams) -> Box<dyn Lookup + Send + Sync> {
+    lookup_with(rp, dns::Resolver::from_system())
+}
+
+/// Like `system_lookup`, asking this resolver (DNSSEC turned on per the settings).
+pub fn lookup_with(rp: &RouteParams, resolver: dns::Resolver) -> Box<dyn Lookup + Send + Sync> {
     Box::new(SystemLookup {
-        dns: rp
-            .dns
-            .then(|| dns::Resolver::from_system().with_dnssec(rp.dnssec)),
+        dns: rp.dns.then(|| resolver.with_dnssec(rp.dnssec)),
         host_dns: rp.host_lookup_dns,
         host_native: rp.host_lookup_native,
     })
@@ -243,14 +247,14 @@ fn lookup_error(e: &dns::DnsError) -> select::LookupError {
 
 impl SystemLookup {
     /// Host addresses per smtp_host_lookup: DNS first (with the owner name of the records
-    /// found, for smtp_cname_overrides_servername), the system resolver when DNS finds
-    /// nothing or DNS lookups are off.
+    /// found, for smtp_cname_overrides_servername, and whether each answer was
+    /// DNSSEC-validated), the system resolver when DNS finds nothing or DNS lookups are off.
     fn lookup(
         &self,
         host: &str,
         want4: bool,
         want6: bool,
-    ) -> Result<(Vec<IpAddr>, String), select::LookupError> {
+    ) -> Result<select::HostFacts, select::LookupError> {
         let mut err = None;
         if self.host_dns
             && let Some(r) = &self.dns
@@ -261,7 +265,8 @@ impl SystemLookup {
                 match r.a(host) {
                     Ok(a) => {
                         name = a.canonical_name.clone();
-                        out.extend(a.records.into_iter().map(IpAddr::V4));
+                        let sec = a.authentic;
+                        out.extend(a.records.into_iter().map(|x| (IpAddr::V4(x), sec)));
                     }
                     Err(e) => err = Some(lookup_error(&e)),
                 }
@@ -272,7 +277,8 @@ impl SystemLookup {
                         if out.is_empty() {
                             name = a.canonical_name.clone();
                         }
-                        out.extend(a.records.into_iter().map(IpAddr::V6));
+                        let sec = a.authentic;
+                        out.extend(a.records.into_iter().map(|x| (IpAddr::V6(x), sec)));
                     }
                     // A soft error is not overwritten by a later "not found".
                     Err(e) => {
@@ -293,9 +299,12 @@ impl SystemLookup {
             }
         }
         if self.host_native || self.dns.is_none() {
-            return native::Native
-                .host(host, want4, want6)
-                .map(|v| (v, host.to_string()));
+            return native::Native.host(host, want4, want6).map(|v| {
+                (
+                    v.into_iter().map(|a| (a, false)).collect(),
+                    host.to_string(),
+                )
+            });
         }
         Err(err.unwrap_or_else(|| select::LookupError::NotFound(format!("{host}: host not found"))))
     }
@@ -309,9 +318,26 @@ impl Lookup for SystemLookup {
         want6: bool,
     ) -> Result<(Vec<IpAddr>, String), select::LookupError> {
         self.lookup(host, want4, want6)
+            .map(|(v, n)| (v.into_iter().map(|(a, _)| a).collect(), n))
+    }
+
+    fn host_facts(
+        &self,
+        host: &str,
+        want4: bool,
+        want6: bool,
+    ) -> Result<select::HostFacts, select::LookupError> {
+        self.lookup(host, want4, want6)
     }
 
     fn mx(&self, domain: &str) -> Result<Vec<select::Mx>, select::LookupError> {
+        self.mx_facts(domain).map(|(v, _)| v)
+    }
+
+    fn mx_facts(
+        &self,
+        domain: &str,
+    ) -> Result<(Vec<select::Mx>, select::MxFacts), select::LookupError> {
         let Some(r) = &self.dns else {
             return Err(select::LookupError::NotFound(format!(
                 "no DNS lookups for {domain}"
@@ -322,13 +348,20 @@ impl Lookup for SystemLookup {
                 for w in &a.warnings {
                     crate::log::warn(w);
                 }
-                Ok(a.records
+                let facts = select::MxFacts {
+                    qname: domain.to_string(),
+                    rname: a.canonical_name.clone(),
+                    secure: a.authentic,
+                };
+                let v = a
+                    .records
                     .into_iter()
                     .map(|m| select::Mx {
                         pref: m.preference,
                         host: m.exchange,
                     })
-                    .collect())
+                    .collect();
+                Ok((v, facts))
             }
             Err(e) => Err(lookup_error(&e)),
         }
@@ -340,6 +373,7 @@ impl Lookup for SystemLookup {
         want4: bool,
         want6: bool,
     ) -> Result<Vec<IpAddr>, select::LookupError> {
-        self.lookup(host, want4, want6).map(|(v, _)| v)
+        self.lookup(host, want4, want6)
+            .map(|(v, _)| v.into_iter().map(|(a, _)| a).collect())
     }
 }

@@ -43,6 +43,33 @@ pub struct Mx {
     pub host: String,
 }
 
+/// What Postfix keeps of an MX answer for DANE (`iter->mx`): the name asked, the owner
+/// name of the records (after CNAMEs), and whether the answer was DNSSEC-validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MxFacts {
+    pub qname: String,
+    pub rname: String,
+    pub secure: bool,
+}
+
+/// DNSSEC facts about one server address, for the DANE levels (Postfix's `DNS_RR` qname,
+/// rname and dnssec_valid of the address record, and the MX answer that led to it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dnssec {
+    /// The MX answer, when the server came from an MX lookup.
+    pub mx: Option<MxFacts>,
+    /// The host name looked up (MX exchange or destination host).
+    pub qname: String,
+    /// The name the address records were found under (the end of any CNAME chain).
+    pub rname: String,
+    /// The address answer was DNSSEC-validated.
+    pub secure: bool,
+}
+
+/// Addresses with whether each came from a validated answer, and the name they were
+/// found under.
+pub type HostFacts = (Vec<(IpAddr, bool)>, String);
+
 pub trait Lookup {
     /// MX records of a domain (unsorted, as received).
     fn mx(&self, domain: &str) -> Result<Vec<Mx>, LookupError>;
@@ -58,6 +85,23 @@ pub trait Lookup {
     ) -> Result<(Vec<IpAddr>, String), LookupError> {
         self.host(host, want4, want6).map(|v| (v, host.to_string()))
     }
+    /// Like `mx`, with the DNSSEC facts of the answer (default: not validated).
+    fn mx_facts(&self, domain: &str) -> Result<(Vec<Mx>, MxFacts), LookupError> {
+        self.mx(domain).map(|v| {
+            let f = MxFacts {
+                qname: domain.to_string(),
+                rname: domain.to_string(),
+                secure: false,
+            };
+            (v, f)
+        })
+    }
+    /// Like `host_canonical`, saying for each address whether its answer was
+    /// DNSSEC-validated (default: none is).
+    fn host_facts(&self, host: &str, want4: bool, want6: bool) -> Result<HostFacts, LookupError> {
+        self.host_canonical(host, want4, want6)
+            .map(|(v, n)| (v.into_iter().map(|a| (a, false)).collect(), n))
+    }
 }
 
 /// One address to try, with its MX preference and host name.
@@ -68,6 +112,8 @@ pub struct Candidate {
     pub pref: u32,
     /// Whether this address belongs to the best (lowest) MX preference.
     pub best_mx: bool,
+    /// DNSSEC facts for DANE.
+    pub dnssec: Dnssec,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,23 +166,36 @@ fn addr_one(
                 addr: ip,
                 pref,
                 best_mx: false,
+                dnssec: Dnssec {
+                    mx: None,
+                    qname: host.to_string(),
+                    rname: host.to_string(),
+                    secure: false,
+                },
             });
         }
         return;
     }
-    let found = if p.cname_overrides {
-        dns.host_canonical(host, p.want4, p.want6)
-    } else {
-        dns.host(host, p.want4, p.want6)
-            .map(|v| (v, host.to_string()))
-    };
-    match found {
-        Ok((addrs, name)) => out.extend(addrs.into_iter().map(|addr| Candidate {
-            host: name.clone(),
-            addr,
-            pref,
-            best_mx: false,
-        })),
+    match dns.host_facts(host, p.want4, p.want6) {
+        Ok((addrs, rname)) => {
+            let name = if p.cname_overrides {
+                rname.clone()
+            } else {
+                host.to_string()
+            };
+            out.extend(addrs.into_iter().map(|(addr, secure)| Candidate {
+                host: name.clone(),
+                addr,
+                pref,
+                best_mx: false,
+                dnssec: Dnssec {
+                    mx: None,
+                    qname: host.to_string(),
+                    rname: rname.clone(),
+                    secure,
+                },
+            }))
+        }
         Err(e) => {
             let was_soft = soft(why);
             let status = match &e {
@@ -258,7 +317,7 @@ pub fn host_addr(dns: &dyn Lookup, host: &str, p: &SelectParams) -> Selection {
 /// MX-based selection for a domain (smtp_domain_addr). Also returns whether this host
 /// was found among the MX hosts (so that non-MX backups must not be tried).
 pub fn domain_addr(dns: &dyn Lookup, domain: &str, p: &SelectParams) -> (Selection, bool) {
-    let mx = match dns.mx(domain) {
+    let (mx, facts) = match dns.mx_facts(domain) {
         Ok(mx) => mx,
         Err(LookupError::NotFound(_)) => return (host_addr(dns, domain, p), false),
         Err(LookupError::NullMx(t)) => return (Err(Dsn::new("5.1.10", t)), false),
@@ -327,6 +386,7 @@ pub fn domain_addr(dns: &dyn Lookup, domain: &str, p: &SelectParams) -> (Selecti
     let mut list = finish_list(list, p);
     for c in &mut list {
         c.best_mx = c.pref == best_pref;
+        c.dnssec.mx = Some(facts.clone());
     }
     (Ok(list), found_myself)
 }
@@ -511,6 +571,7 @@ mod tests {
             addr: ip(a),
             pref: 0,
             best_mx: true,
+            dnssec: Dnssec::default(),
         };
         let v: Vec<Candidate> = (1..=6)
             .map(|i| mk(&format!("2001:db8::{i}")))

@@ -29,6 +29,8 @@ pub struct Endpoint {
     pub addr: Address,
     /// The address belongs to the best MX preference (decides 5.4.6 vs 4.4.6 for a loop).
     pub best_mx: bool,
+    /// DNSSEC facts from the lookups that found this server (for the DANE levels).
+    pub dnssec: crate::route::select::Dnssec,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,7 @@ impl Endpoint {
             name,
             addr: Address::Inet(addr),
             best_mx: true,
+            dnssec: Default::default(),
         }
     }
     pub fn unix(path: PathBuf) -> Endpoint {
@@ -50,6 +53,7 @@ impl Endpoint {
             name: String::new(),
             addr: Address::Unix(path),
             best_mx: true,
+            dnssec: Default::default(),
         }
     }
 }

@@ -114,8 +114,9 @@ pub fn classify(
 /// Looks up the TLSA records for a server reached as `qname` whose address records
 /// were found under `rname` (different when a CNAME was followed); `host_secure` is
 /// whether that address lookup was DNSSEC-validated. As in Postfix, an insecure host
-/// name gets no TLSA lookup unless `force` (smtp_tls_force_insecure_host_tlsa_lookup),
-/// and the CNAME target is tried before the original name.
+/// name gets no TLSA lookup unless `force` (smtp_tls_force_insecure_host_tlsa_lookup) or
+/// it is an alias whose own CNAME record is signed (then only `qname` is asked), and for
+/// a secure alias the CNAME target is tried before the original name.
 pub fn lookup(
     resolver: &Resolver,
     port: u16,
@@ -124,12 +125,26 @@ pub fn lookup(
     host_secure: bool,
     force: bool,
 ) -> (Result<DaneLookup, String>, Vec<String>) {
-    // Postfix also accepts an insecure CNAME target when the CNAME itself was signed; we
-    // do not see the CNAME's own status here, so such hosts get no TLSA lookup.
-    if !force && !host_secure {
-        return (Ok(DaneLookup::NotFound), Vec::new());
-    }
     let aliased = !qname.eq_ignore_ascii_case(rname);
+    if !force && !host_secure {
+        if !aliased {
+            return (Ok(DaneLookup::NotFound), Vec::new());
+        }
+        // The DNSSEC status of the CNAME record itself.
+        match resolver.with_dnssec(true).cname(qname) {
+            Ok(a) if a.authentic => {}
+            Ok(_) => return (Ok(DaneLookup::NotFound), Vec::new()),
+            Err(e) => {
+                let why = if e.is_not_found() {
+                    "no longer a CNAME".to_string()
+                } else {
+                    e.postfix_text(qname, "CNAME")
+                };
+                let w = format!("DNSSEC status lookup error for {qname}: {why}");
+                return (Err(why), vec![w]);
+            }
+        }
+    }
     if host_secure && aliased {
         let name = format!("_{port}._tcp.{rname}");
         let (r, w) = classify(rname, &name, resolver.tlsa_service(port, "tcp", rname));

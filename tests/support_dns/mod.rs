@@ -571,3 +571,117 @@ impl Drop for Net {
         let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
     }
 }
+
+/// One record for `Net::signed_dns`.
+#[derive(Clone, Debug)]
+pub enum Rr {
+    Mx(u16, &'static str),
+    A([u8; 4]),
+    /// usage, selector, matching type, data.
+    Tlsa(u8, u8, u8, Vec<u8>),
+}
+
+/// The zone `Net::signed_dns` serves: (owner name without trailing dot, record), and the
+/// owner names whose answers are not authenticated (no AD bit).
+#[derive(Clone, Debug, Default)]
+pub struct Zone {
+    pub records: Vec<(&'static str, Rr)>,
+    pub unsigned: Vec<&'static str>,
+}
+
+/// The reply of `Net::signed_dns` to one query; None for a message that is not a query.
+fn signed_reply(zone: &Zone, raw: &[u8]) -> Option<Vec<u8>> {
+    use hickory_proto::op::{Message, OpCode, ResponseCode};
+    use hickory_proto::rr::rdata::{A, MX, TLSA};
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+    let q = Message::from_vec(raw).ok()?;
+    let query = q.queries.first()?.clone();
+    let qname = query
+        .name()
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let mut m = Message::response(q.metadata.id, OpCode::Query);
+    m.metadata.recursion_desired = q.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    m.add_queries(q.queries.clone());
+    // A validating resolver sets AD only for a client that asks (AD flag or DO bit).
+    let asked = q.metadata.authentic_data || q.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+    m.metadata.authentic_data = asked && !zone.unsigned.iter().any(|u| *u == qname);
+    let owner = Name::from_ascii(format!("{qname}.")).ok()?;
+    let mut known = false;
+    for (name, rr) in &zone.records {
+        if !name.eq_ignore_ascii_case(&qname) {
+            continue;
+        }
+        known = true;
+        let data = match (rr, query.query_type()) {
+            (Rr::Mx(pref, ex), RecordType::MX) => {
+                RData::MX(MX::new(*pref, Name::from_ascii(format!("{ex}.")).ok()?))
+            }
+            (Rr::A(ip), RecordType::A) => RData::A(A::from(std::net::Ipv4Addr::from(*ip))),
+            (Rr::Tlsa(u, s, t, d), RecordType::TLSA) => {
+                RData::TLSA(TLSA::new((*u).into(), (*s).into(), (*t).into(), d.clone()))
+            }
+            _ => continue,
+        };
+        m.add_answer(Record::from_rdata(owner.clone(), 300, data));
+    }
+    if !known {
+        m.metadata.response_code = ResponseCode::NXDomain;
+    }
+    m.to_vec().ok()
+}
+
+impl Net {
+    /// A namespace whose resolv.conf names `addr` (no dnsmasq), where `signed_dns` runs.
+    pub fn without_dnsmasq(addr: &str) -> Option<Net> {
+        Net::with(Dns::Dead(addr))
+    }
+
+    /// A DNS server on `addr`:53 (UDP and TCP) inside the namespace that answers from
+    /// `zone`, setting the AD bit, as a validating resolver would, for every name not in
+    /// `zone.unsigned`. Unknown names are NXDOMAIN; a known name without records of the
+    /// type asked is NODATA.
+    pub fn signed_dns(&mut self, addr: &str, zone: Zone) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (addr, flag) = (addr.to_string(), stop.clone());
+        let h = in_ns(&self.name, move || {
+            let udp = UdpSocket::bind((addr.as_str(), 53)).expect("bind signed dns (udp)");
+            let tcp =
+                std::net::TcpListener::bind((addr.as_str(), 53)).expect("bind signed dns (tcp)");
+            let _ = udp.set_read_timeout(Some(Duration::from_millis(20)));
+            let _ = tcp.set_nonblocking(true);
+            let _ = tx.send(());
+            let mut buf = [0u8; 4096];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = udp.recv_from(&mut buf)
+                    && let Some(r) = signed_reply(&zone, &buf[..n])
+                {
+                    let _ = udp.send_to(&r, from);
+                }
+                if let Ok((mut s, _)) = tcp.accept() {
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut len = [0u8; 2];
+                    if s.read_exact(&mut len).is_err() {
+                        continue;
+                    }
+                    let mut q = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                    if s.read_exact(&mut q).is_err() {
+                        continue;
+                    }
+                    if let Some(r) = signed_reply(&zone, &q) {
+                        let mut out = (r.len() as u16).to_be_bytes().to_vec();
+                        out.extend_from_slice(&r);
+                        let _ = s.write_all(&out);
+                    }
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("signed dns server did not start");
+        self.stops.push((stop, h));
+    }
+}
