@@ -108,7 +108,8 @@ pub fn mail_command(sess: &Session, req: &crate::request::Request, p: &Params) -
         req.sender.clone()
     };
     let mut cmd = format!("MAIL FROM:<{sender}>");
-    if sess.caps.size {
+    // Postfix leaves SIZE out when it converts the body: the size would be wrong.
+    if sess.caps.size && !p.mime_downgrade(sess.caps.eightbitmime, req.encoding) {
         cmd.push_str(&format!(" SIZE={}", req.size));
     }
     if sess.caps.eightbitmime {
@@ -444,6 +445,14 @@ impl Tx<'_, '_, '_> {
         // DATA was accepted: send the message, then end-of-data with QUIT pipelined
         // behind it when the server pipelines.
         self.sess.conn.set_timeout(p.data_xfer_timeout);
+        let mut mime;
+        let content: &mut dyn Content =
+            if p.mime_downgrade(self.sess.caps.eightbitmime, req.encoding) {
+                mime = crate::message::mime::Downgrade::new(content, p.mime_limits());
+                &mut mime
+            } else {
+                content
+            };
         let result = {
             let conn = &mut self.sess.conn;
             let mut io_err = None;
@@ -460,8 +469,11 @@ impl Tx<'_, '_, '_> {
             match (r, io_err) {
                 (_, Some(e)) => Err(e),
                 (Err(e), None) => {
-                    // Reading our own content failed: never send a partial message.
-                    log::warn(&format!("{}: {}", req.queue_id, e.dsn.reason));
+                    // Reading our own content failed: never send a partial message. (A MIME
+                    // conversion failure is not worth a warning: Postfix only bounces.)
+                    if !crate::message::mime::is_mime_error(&e) {
+                        log::warn(&format!("{}: {}", req.queue_id, e.dsn.reason));
+                    }
                     self.sess.usable = false;
                     self.sess.conn.purge_output();
                     if e.class == crate::outcome::Class::Corrupt {

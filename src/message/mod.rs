@@ -6,6 +6,7 @@
 //! smtp_line_length_limit are broken with CRLF SPACE as Postfix does.
 
 pub mod memory;
+pub mod mime;
 #[cfg(test)]
 mod tests_partial;
 

@@ -63,6 +63,13 @@ pub struct Params {
     pub service: String,
     /// Postfix's TLS level number for cache labels (0 = none, 1 = may, ...).
     pub tls_level: u8,
+    /// disable_mime_output_conversion: send 8-bit mail as is to servers without 8BITMIME.
+    pub disable_mime_output_conversion: bool,
+    /// The MIME parser's safety limits while converting: mime_boundary_length_limit,
+    /// mime_nesting_limit, header_size_limit.
+    pub mime_boundary_length_limit: usize,
+    pub mime_nesting_limit: i64,
+    pub header_size_limit: usize,
 }
 
 impl Default for Params {
@@ -115,6 +122,10 @@ impl Default for Params {
             dummy_mail_auth: false,
             service: "smtp".into(),
             tls_level: 0,
+            disable_mime_output_conversion: false,
+            mime_boundary_length_limit: 2048,
+            mime_nesting_limit: 100,
+            header_size_limit: 102400,
         }
     }
 }
@@ -189,7 +200,27 @@ impl Params {
                 }
             },
             tls_level: tls_level_number(&cfg.get("smtp_tls_security_level")),
+            disable_mime_output_conversion: cfg.bool("disable_mime_output_conversion"),
+            mime_boundary_length_limit: usize::try_from(cfg.int("mime_boundary_length_limit"))
+                .unwrap_or(0),
+            mime_nesting_limit: cfg.int("mime_nesting_limit"),
+            header_size_limit: usize::try_from(cfg.int("header_size_limit")).unwrap_or(0),
         }
+    }
+
+    /// The MIME parser limits for 8-bit to 7-bit conversion.
+    pub fn mime_limits(&self) -> crate::message::mime::Limits {
+        crate::message::mime::Limits {
+            boundary_len: self.mime_boundary_length_limit,
+            nesting: self.mime_nesting_limit,
+            header_size: self.header_size_limit,
+        }
+    }
+
+    /// Whether mail of this body type is converted to 7-bit for a server with or without
+    /// 8BITMIME.
+    pub fn mime_downgrade(&self, server_8bitmime: bool, enc: crate::request::Encoding) -> bool {
+        crate::message::mime::downgrading(self.disable_mime_output_conversion, server_8bitmime, enc)
     }
 
     /// Whether connections to this destination are cached because
