@@ -442,7 +442,7 @@ fn sender_dependent_credentials() {
             .map(|l| l.rsplit("sasl_username=").next().unwrap_or("").to_string())
             .collect()
     };
-    assert_eq!(users(&got), users(&want), "{}", relay.show());
+    assert_eq!(users(got), users(&want), "{}", relay.show());
 }
 
 /// Which keys find the password, as Postfix looks them up: the host name, then the
