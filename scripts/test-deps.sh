@@ -10,7 +10,11 @@ command -v postconf >/dev/null 2>&1 || need="$need postfix"
 command -v swaks >/dev/null 2>&1 || need="$need swaks"
 command -v msmtp >/dev/null 2>&1 || need="$need msmtp"
 [ -x /usr/lib/dovecot/lmtp ] || need="$need dovecot-lmtpd"
-command -v dovecot >/dev/null 2>&1 || need="$need dovecot-core"
+# SASL tests: dovecot's auth service behind Postfix's smtpd, and the Cyrus SASL client
+# plugins Postfix's own smtp needs for PLAIN, LOGIN and CRAM-MD5 (daemon differential).
+[ -x /usr/sbin/dovecot ] || need="$need dovecot-core"
+ls /usr/lib/*/sasl2/libplain.so >/dev/null 2>&1 || need="$need libsasl2-modules"
+command -v postmap >/dev/null 2>&1 || need="$need postfix"
 [ -x /usr/sbin/dnsmasq ] || need="$need dnsmasq-base"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v script >/dev/null 2>&1 || need="$need bsdutils"

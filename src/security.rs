@@ -94,8 +94,9 @@ fn open_maps(cfg: &Config, param: &str, opts: &MapsOptions) -> Result<Option<Mut
     let title = cfg.name_for(param);
     let maps = Maps::open(&title, &list, opts).map_err(|e| format!("{title}: {e}"))?;
     // Postfix logs a table that cannot be opened and fails its lookups (mail defers).
+    // SASL fix: as an error, the class dict_surrogate() uses in daemons.
     for e in maps.open_errors() {
-        log::warn(&e.to_string());
+        log::error(&e.to_string());
     }
     Ok(Some(Mutex::new(maps)))
 }
@@ -156,21 +157,43 @@ impl Security {
         let cache_name = cfg.get("smtp_sasl_auth_cache_name");
         let auth_cache = if sasl_enable && !cache_name.is_empty() {
             sasl::cache::check_cache_name(&cache_name)?;
-            // Kept in this process (see the closing notes: not shared through proxymap).
+            // SASL fix: like Postfix, keep the cache in the proxy: table through the
+            // proxywrite service when it is there (under master: private/ relative to the
+            // queue directory; for `outpost send`: that of $queue_directory), shared by all
+            // processes and kept across them. Without one, in this process only.
+            let local = std::path::PathBuf::from("private/proxywrite");
+            let global =
+                std::path::Path::new(&cfg.get("queue_directory")).join("private/proxywrite");
+            let socket = [local, global]
+                .into_iter()
+                .find(|p| std::os::unix::net::UnixStream::connect(p).is_ok());
+            let store: Box<dyn sasl::CacheStore + Send> = match socket.and_then(|s| {
+                sasl::proxy::ProxyStore::new(
+                    &cache_name,
+                    s,
+                    cfg.time("ipc_timeout")
+                        .max(std::time::Duration::from_secs(1)),
+                )
+            }) {
+                Some(p) => Box::new(p),
+                None => Box::new(MemoryStore::default()),
+            };
             Some(Mutex::new(AuthCache::new(
                 &cache_name,
-                Box::new(MemoryStore::default()),
+                store,
                 cfg.time("smtp_sasl_auth_cache_time"),
             )))
         } else {
             None
         };
-        let mut local_domains: Vec<String> = cfg
+        // SASL fix: "local" for the sender-dependent bare-localpart keys is Postfix's
+        // resolve_local(), i.e. $mydestination (and interface address literals), not
+        // $myorigin: a null client (mydestination empty) never tries `user` keys.
+        let local_domains: Vec<String> = cfg
             .list("mydestination")
             .into_iter()
             .filter(|d| !d.contains(':') && !d.starts_with('/'))
             .collect();
-        local_domains.push(cfg.get("myorigin"));
         let service = {
             let s = cfg.get("service_name");
             if s.is_empty() {
@@ -356,6 +379,20 @@ impl Security {
         let Some(maps) = &self.passwords else {
             return Some(Ok(None));
         };
+        // SASL fix: a failed lookup is logged as Postfix logs it, the table's own
+        // complaint (e.g. "hash:/x is unavailable. open database ...") and then
+        // `TYPE:NAME lookup error for "KEY"`; the caller adds "QUEUEID: ... lookup error".
+        let find = |key: &str| -> Result<Option<String>, String> {
+            let m = maps.lock().unwrap_or_else(|p| p.into_inner());
+            m.find(key).map_err(|e| {
+                let head = format!("{} lookup error for \"{key}\"", e.table);
+                if let Some(why) = e.message.strip_prefix(&format!("{head}: ")) {
+                    log::warn(why);
+                }
+                log::warn(&head);
+                e.to_string()
+            })
+        };
         let local = |d: &str| self.local_domains.iter().any(|l| l.eq_ignore_ascii_case(d));
         let q = KeyQuery {
             sender_dependent: self.sender_dependent,
@@ -367,7 +404,7 @@ impl Security {
             dest,
         };
         Some(sasl::lookup_credentials(&q, &|k: &str, _partial: bool| {
-            find(maps, k)
+            find(k)
         }))
     }
 
@@ -380,7 +417,7 @@ impl Security {
     /// The SASL part of a plan.
     pub fn sasl_plan<'a>(
         &'a self,
-        credentials: Result<Option<Credentials>, String>,
+        credentials: Box<dyn Fn() -> Result<Option<Credentials>, String> + 'a>,
         filter: &'a dyn Fn(&str, &str) -> Result<bool, String>,
     ) -> SaslPlan<'a> {
         SaslPlan {
@@ -416,9 +453,12 @@ impl Security {
         dnssec: &Dnssec,
     ) -> Result<Extras<'a>, Dsn> {
         let tls = self.tls_plan(dest, domain, host, addr, port, unix, force_plain, dnssec)?;
-        let sasl = self
-            .credentials(sender, host, dest)
-            .map(|c| self.sasl_plan(c, filter));
+        // The lookup runs when the server has offered AUTH (see SaslPlan::credentials).
+        let sasl = self.sasl_enable.then(|| {
+            let (sender, host, dest) = (sender.to_string(), host.to_string(), dest.to_string());
+            let lookup = move || self.credentials(&sender, &host, &dest).unwrap_or(Ok(None));
+            self.sasl_plan(Box::new(lookup), filter)
+        });
         Ok(Extras { tls, sasl })
     }
 }

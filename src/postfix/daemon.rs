@@ -58,6 +58,18 @@ impl Service for Agent {
         log::init(log::Target::Syslog(fac), tag);
     }
 
+    /// SASL fix: read the TLS/SASL set-up (smtp_sasl_password_maps above all) while still
+    /// root, as Postfix's smtp does before dropping privileges. sasl_passwd and its .db are
+    /// normally mode 0600 root; opened after setuid(mail_owner), every lookup failed and
+    /// all authenticated mail was deferred ("local data error").
+    fn pre_jail(&mut self, cfg: &Config) -> Result<(), String> {
+        if SECURITY.get().is_none() {
+            let s = crate::security::Security::from_config(cfg)?;
+            let _ = SECURITY.set(s);
+        }
+        Ok(())
+    }
+
     fn serve(&mut self, cfg: &Config, stream: UnixStream) {
         serve_one(cfg, stream);
     }

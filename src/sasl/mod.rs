@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod mech;
 pub mod passwd;
+pub mod proxy;
 
 pub use cache::{AuthCache, CacheStore, CachedFailure, MemoryStore};
 pub use mech::{Credentials, Mech, SecFlags};
@@ -246,6 +247,8 @@ pub fn authenticate(
         ));
     }
     let Some(m) = mech::choose(req.mechanisms, required) else {
+        // The warning Postfix's smtp logs here (its Cyrus SASL client's words).
+        log::warn("SASL authentication failure: No worthy mechs found");
         return Err(fail_local(mech::ERR_NOMECH));
     };
     let (mut client, initial) = mech::Client::start(m, req.credentials, req.params.send_authzid);

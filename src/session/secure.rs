@@ -30,8 +30,10 @@ pub struct TlsPlan<'a> {
 /// SASL for one server.
 pub struct SaslPlan<'a> {
     pub params: &'a SaslParams,
-    /// The password-table answer: no entry means no AUTH; an error defers.
-    pub credentials: Result<Option<Credentials>, String>,
+    /// The password-table lookup: no entry means no AUTH; an error defers. SASL fix:
+    /// asked only once the server offered AUTH, as Postfix does (no lookups, and no
+    /// table warnings, for servers without AUTH).
+    pub credentials: Box<dyn Fn() -> Result<Option<Credentials>, String> + 'a>,
     /// Table title for "lookup error" warnings (e.g. "smtp_sasl_password_maps").
     pub table_title: &'a str,
     /// smtp_sasl_mechanism_filter's `type:table` elements.
@@ -197,8 +199,8 @@ impl Session {
                 log::warn(&e);
                 local("4.3.5", "SASL configuration error".into(), true)
             })?;
-        let creds = match &plan.credentials {
-            Ok(Some(c)) => c.clone(),
+        let creds = match (plan.credentials)() {
+            Ok(Some(c)) => c,
             Ok(None) => {
                 // No password for this server: carry on without AUTH, as Postfix does.
                 self.caps.auth.clear();
