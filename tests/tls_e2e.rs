@@ -863,10 +863,7 @@ fn wrapper_mode_injection_and_ehlo_after_tls() {
     // A reply injected right after "220 Ready to start TLS" is discarded: the delivery
     // goes through and the injected text is never taken as a reply.
     let sink = tls_sink("srv", &["--tls-inject", "250 injected-before-handshake"]);
-    let mut extra = vec!["-v"];
-    for o in ["smtp_tls_security_level=encrypt"] {
-        extra.extend(["-o", o]);
-    }
+    let extra = ["-v", "-o", "smtp_tls_security_level=encrypt"];
     let run = send(&sink.dest(), &extra, &[R], MSG);
     assert!(run.result(R).contains(": sent "), "{run}");
     assert!(!run.stderr.contains("injected-before-handshake"), "{run}");
