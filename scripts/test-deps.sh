@@ -7,6 +7,8 @@ need=""
 command -v postconf >/dev/null 2>&1 || need="$need postfix"
 [ -x /usr/sbin/smtp-sink ] || need="$need postfix"
 [ -x /usr/sbin/smtp-source ] || need="$need postfix"
+# tests/tls_e2e.rs cross-checks with posttls-finger (Debian: in the postfix package).
+[ -x /usr/sbin/posttls-finger ] || need="$need postfix"
 command -v swaks >/dev/null 2>&1 || need="$need swaks"
 command -v msmtp >/dev/null 2>&1 || need="$need msmtp"
 [ -x /usr/lib/dovecot/lmtp ] || need="$need dovecot-lmtpd"

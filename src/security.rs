@@ -257,13 +257,21 @@ impl Security {
         force_plain: bool,
         dnssec: &Dnssec,
     ) -> Result<Option<TlsPlan<'a>>, Dsn> {
-        if force_plain || (self.tls_ctx.is_none() && self.tls.level == Level::None) {
-            if self.tls_policy.is_none() && self.tls_per_site.is_none() {
-                return Ok(None);
-            }
-            if force_plain {
-                return Ok(None);
-            }
+        if force_plain {
+            return Ok(None);
+        }
+        // A plan at level "none" is still needed when something must happen for such a
+        // server: smtp_tls_note_starttls_offer logs an unused STARTTLS offer, and
+        // smtp_tls_wrappermode with a level below "encrypt" is warned about and the
+        // server skipped (Postfix checks both whatever the level).
+        let level_none_plan = self.tls.note_starttls_offer || self.tls.wrappermode;
+        if self.tls_ctx.is_none()
+            && self.tls.level == Level::None
+            && self.tls_policy.is_none()
+            && self.tls_per_site.is_none()
+            && !level_none_plan
+        {
+            return Ok(None);
         }
         let lookup_policy = |k: &str| -> Result<Option<String>, String> {
             match &self.tls_policy {
@@ -315,7 +323,7 @@ impl Security {
                 return Err(Dsn::new(e.status, e.reason));
             }
         };
-        if pol.level == Level::None {
+        if pol.level == Level::None && !level_none_plan {
             return Ok(None);
         }
         // Opportunistic TLS over a private UNIX-domain socket only costs (Postfix).

@@ -90,7 +90,13 @@ impl Session {
             (None, e) => {
                 if let Some(e) = &e {
                     for l in &e.log {
-                        log::warn(l);
+                        // Postfix reports "SSL_connect error to ..." as info; the
+                        // library problems and set-up trouble are warnings.
+                        if l.starts_with("SSL_connect error to ") {
+                            log::info(l);
+                        } else {
+                            log::warn(l);
+                        }
                     }
                 }
                 self.usable = false;
@@ -105,6 +111,11 @@ impl Session {
     /// After the handshake: log as Postfix does, and insist on a matched certificate where
     /// the level requires one.
     fn tls_established(&mut self, plan: &TlsPlan, info: TlsInfo) -> Result<(), Failure> {
+        // Set-up warnings (e.g. "all fingerprints unusable") come before the result, as
+        // in Postfix where they are logged before the handshake.
+        for w in &info.setup_warnings {
+            log::warn(w);
+        }
         if let Some(w) = &info.verify_failure {
             log::info(w);
         }

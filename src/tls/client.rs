@@ -92,6 +92,9 @@ pub struct TlsInfo {
     /// Postfix's info line about why verification failed, when the level requires a
     /// match and it was not met (to log with msg_info).
     pub verify_failure: Option<String>,
+    /// Warnings from setting up the handshake (unusable fingerprints or TLSA records,
+    /// invalid match names, protocol limits), to be logged even when it succeeded.
+    pub setup_warnings: Vec<String>,
 }
 
 impl TlsInfo {
@@ -303,11 +306,32 @@ pub struct ClientContext {
 }
 
 fn errors(stack: &ErrorStack) -> Vec<String> {
-    stack
-        .errors()
-        .iter()
-        .map(|e| format!("TLS library problem: {e}"))
-        .collect()
+    stack.errors().iter().map(library_problem).collect()
+}
+
+/// One queued OpenSSL error in Postfix's form: ERR_error_string_n's text (which leaves
+/// the function field empty with OpenSSL 3), then file, line and data. The openssl
+/// crate's Display adds the function name, which Postfix's log does not have.
+fn library_problem(e: &openssl::error::Error) -> String {
+    let lib = e
+        .library()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("lib({})", e.library_code()));
+    let reason = e
+        .reason()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("reason({})", e.reason_code()));
+    let mut s = format!(
+        "TLS library problem: error:{:08X}:{lib}::{reason}:{}:{}:",
+        e.code(),
+        e.file(),
+        e.line()
+    );
+    if let Some(d) = e.data() {
+        s.push_str(d);
+        s.push(':');
+    }
+    s
 }
 
 /// Longest session lifetime Postfix accepts (100 days).
@@ -325,6 +349,13 @@ impl ClientContext {
         })?;
         let mut b = SslContextBuilder::new(SslMethod::tls_client()).map_err(|e| errors(&e))?;
         b.set_options(SslOptions::ALL | SslOptions::NO_COMPRESSION);
+        // Postfix starts from OpenSSL security level 0 (backwards compatible, for
+        // opportunistic TLS: anonymous ciphers, old protocols and small keys stay
+        // possible) and raises it to 1 per connection only where a match is required.
+        // Without this the library default (1 or 2) silently removed ciphers that
+        // smtp_tls_ciphers/exclude settings allow, e.g. the aNULL suites at "encrypt".
+        // SAFETY: b wraps a live SSL_CTX.
+        unsafe { openssl_sys::SSL_CTX_set_security_level(b.as_ptr(), 0) };
         let cafile = (!settings.ca_file.is_empty()).then_some(settings.ca_file.as_str());
         let capath = (!settings.ca_path.is_empty()).then_some(settings.ca_path.as_str());
         if cafile.is_some() || capath.is_some() {
@@ -558,7 +589,10 @@ impl ClientContext {
             }
         };
         tls.get_mut().deadline = None;
-        let info = self.post_connect(tls.ssl(), p, level, fail_now, &verr);
+        let mut info = self.post_connect(tls.ssl(), p, level, fail_now, &verr);
+        // Postfix logs these as they happen, before the handshake: keep them for the
+        // caller also when the handshake succeeds (they were dropped before).
+        info.setup_warnings = log;
         Ok((
             TlsStream {
                 ssl: Mutex::new(tls),
@@ -605,6 +639,7 @@ impl ClientContext {
             pkey_fingerprint: String::new(),
             verified_name: None,
             verify_failure: None,
+            setup_warnings: Vec::new(),
         };
         // SAFETY: ssl is live; the returned name is owned by it and copied at once.
         info.verified_name = unsafe {
@@ -1186,6 +1221,7 @@ mod tests {
             pkey_fingerprint: String::new(),
             verified_name: None,
             verify_failure: None,
+            setup_warnings: Vec::new(),
         };
         assert_eq!(
             info.summary(false),

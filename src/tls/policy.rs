@@ -370,7 +370,15 @@ impl Settings {
             verify_depth: u32::try_from(cfg.int("smtp_tls_scert_verifydepth").clamp(0, 100))
                 .unwrap_or(9),
             starttls_timeout: cfg.time("smtp_starttls_timeout"),
-            session_cache_timeout: cfg.time("smtp_tls_session_cache_timeout"),
+            // Postfix caches client sessions only when tlsmgr(8) has a cache database
+            // (smtp_tls_session_cache_database, empty by default); without one no
+            // session is ever resumed. Outpost's cache is per process, but the same
+            // switch decides whether there is one.
+            session_cache_timeout: if cfg.get("smtp_tls_session_cache_database").is_empty() {
+                Duration::ZERO
+            } else {
+                cfg.time("smtp_tls_session_cache_timeout")
+            },
             wrappermode: cfg.bool("smtp_tls_wrappermode"),
             note_starttls_offer: cfg.bool("smtp_tls_note_starttls_offer"),
             loglevel: loglevel(&cfg.get("smtp_tls_loglevel")),

@@ -1,0 +1,613 @@
+//! TLS through a real Postfix (master, qmgr, bounce, verify) with Outpost installed as
+//! service `outpost`, DIFFERENTIAL against Postfix's own smtp(8) in the same instance:
+//! each scenario runs once through `smtp` and once through `outpost`, each against its own
+//! `outpost sink` (same certificate, same per-destination policy), and the maillog lines
+//! (TLS "... TLS connection established to", warnings, delivery lines), the queue's defer
+//! reasons and the server-side TLS records are compared after normalising queue ids,
+//! pids, ports and the destination names.
+//!
+//! The Instance helper is a copy of the one in tests/postfix_daemon.rs (plus wrapper-mode
+//! services `smtpw` / `outpostw`).
+
+mod common;
+mod support;
+mod tls_pki;
+use common::Sink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tls_pki::pki;
+
+const DAEMON_DIR: &str = "/usr/lib/postfix/sbin";
+
+fn usable() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let ok = root && Path::new(DAEMON_DIR).join("master").exists() && which("sendmail");
+    if !ok {
+        eprintln!("SKIP: needs root and Debian's postfix (run make test-deps as root)");
+    }
+    ok
+}
+
+fn which(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A Postfix instance whose `outpost` and `outpost-lmtp` transports run our binary.
+#[allow(dead_code)]
+struct Instance {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+#[allow(dead_code)]
+impl Instance {
+    fn start(transport: &str, extra_main: &str) -> Instance {
+        let dir = tempfile::Builder::new()
+            .prefix("outpost-pf")
+            .tempdir()
+            .expect("tmp");
+        let d = dir.path();
+        let _ = Command::new("chmod").arg("755").arg(d).status();
+        let conf = d.join("conf");
+        let libexec = d.join("libexec");
+        for sub in ["conf", "queue", "data", "libexec/outpost"] {
+            std::fs::create_dir_all(d.join(sub)).expect("mkdir");
+        }
+        let _ = Command::new("chown")
+            .args(["postfix:postfix"])
+            .arg(d.join("data"))
+            .status();
+        // daemon_directory: Postfix's daemons plus ours under outpost/ (process name
+        // smtp/lmtp, as master.cf `outpost/smtp` gives it).
+        for e in std::fs::read_dir(DAEMON_DIR).expect("daemon dir").flatten() {
+            // Hard links where possible: postfix-script warns about symlinks leaving the
+            // directory (harmless, but noisy in the maillog).
+            if std::fs::hard_link(e.path(), libexec.join(e.file_name())).is_err() {
+                let _ = std::os::unix::fs::symlink(e.path(), libexec.join(e.file_name()));
+            }
+        }
+        for name in ["smtp", "lmtp"] {
+            std::fs::copy(
+                env!("CARGO_BIN_EXE_outpost"),
+                libexec.join("outpost").join(name),
+            )
+            .expect("copy outpost");
+        }
+        let _ = std::fs::copy("/etc/postfix/dynamicmaps.cf", conf.join("dynamicmaps.cf"));
+        let main = format!(
+            "compatibility_level = 3.6\nqueue_directory = {q}\ndata_directory = {data}\n\
+             daemon_directory = {lib}\nmail_owner = postfix\nsetgid_group = postdrop\n\
+             myhostname = postfix.test\nmydomain = postfix.test\nmydestination =\n\
+             inet_interfaces = loopback-only\ninet_protocols = ipv4\n\
+             maillog_file = {d}/maillog\nmaillog_file_prefixes = {d}\nalias_maps =\n\
+             queue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n\
+             transport_maps = texthash:{c}/transport\ndelay_warning_time = 0\n{extra_main}\n",
+            q = d.join("queue").display(),
+            data = d.join("data").display(),
+            lib = libexec.display(),
+            d = d.display(),
+            c = conf.display(),
+        );
+        std::fs::write(conf.join("main.cf"), main).expect("main.cf");
+        std::fs::write(conf.join("transport"), transport).expect("transport");
+        // Postfix's services (none chrooted) plus ours.
+        let master = format!(
+            "{}outpost   unix  -       -       n       -       -       outpost/smtp\n\
+             outpost-lmtp unix -     -       n       -       -       outpost/lmtp\n\
+             outpost-relay unix -    -       n       -       -       outpost/smtp\n  \
+             -o syslog_name=postfix/$service_name -o smtp_helo_name=relay.helo.test\n\
+             smtpw     unix  -       -       n       -       -       smtp\n  \
+             -o smtp_tls_wrappermode=yes -o smtp_tls_security_level=encrypt\n\
+             outpostw  unix  -       -       n       -       -       outpost/smtp\n  \
+             -o smtp_tls_wrappermode=yes -o smtp_tls_security_level=encrypt\n",
+            support::MASTER_CF
+        );
+        std::fs::write(conf.join("master.cf"), master).expect("master.cf");
+        let inst = Instance { dir, conf };
+        let out = Command::new("script")
+            .args([
+                "-qec",
+                &format!("postfix -c {} start", inst.conf.display()),
+                "/dev/null",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("postfix start");
+        assert!(
+            out.status.success(),
+            "postfix start: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        inst
+    }
+
+    fn sendmail(&self, args: &[&str], msg: &[u8]) {
+        let mut c = Command::new("sendmail")
+            .arg("-C")
+            .arg(&self.conf)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sendmail");
+        if let Some(mut i) = c.stdin.take() {
+            use std::io::Write;
+            let _ = i.write_all(msg);
+        }
+        let _ = c.wait();
+    }
+
+    fn maillog(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+
+    /// Wait until every needle is in the maillog; panic with the log if not.
+    fn wait_log(&self, needles: &[&str]) -> String {
+        let t = Instant::now();
+        loop {
+            let log = self.maillog();
+            if needles.iter().all(|n| log.contains(n)) {
+                return log;
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                panic!("timed out waiting for {needles:?} in maillog:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn mailq(&self) -> String {
+        Command::new("postqueue")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("-p")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default()
+    }
+
+    fn queue_dir(&self) -> PathBuf {
+        self.dir.path().join("queue")
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if std::env::var_os("OUTPOST_KEEP_TMP").is_some() {
+            let p = self.dir.path().to_path_buf();
+            eprintln!("kept {}", p.display());
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().expect("tmp"),
+            ));
+        }
+    }
+}
+
+const MSG: &[u8] = b"Subject: tls via postfix\nFrom: s@sender.test\n\nhello over tls\n";
+
+/// One scenario: a server (certificate or plaintext, extra sink options), a policy table
+/// entry for its nexthop, the transports of both agents, and what must show in the log.
+struct Scenario {
+    name: &'static str,
+    cert: Option<&'static str>,
+    sink_opts: Vec<String>,
+    /// Policy table value for "[127.0.0.1]:PORT" (None: no entry).
+    policy: Option<String>,
+    /// Postfix's transport and Outpost's (wrapper-mode services differ).
+    transports: (&'static str, &'static str),
+    /// The maillog must contain these (per agent; ADDR = 127.0.0.1[127.0.0.1]:PORT).
+    needles: Vec<&'static str>,
+    /// Delivered in the end.
+    sent: bool,
+}
+
+struct Side {
+    sink: Sink,
+    domain: String,
+    port: u16,
+}
+
+fn sink_for(s: &Scenario) -> Sink {
+    let k = pki();
+    let mut a: Vec<String> = Vec::new();
+    if let Some(c) = s.cert {
+        a.extend([
+            "--tls-cert".into(),
+            k.p(&format!("{c}-chain.pem")),
+            "--tls-key".into(),
+            k.p(&format!("{c}.key")),
+        ]);
+    }
+    a.extend(s.sink_opts.iter().cloned());
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    Sink::start(&a)
+}
+
+/// The maillog lines about one side (its port or its domain), normalised: no time stamp,
+/// host or pid, queue id, delays, "queued as" text; port and domain replaced.
+fn lines_for(log: &str, side: &Side) -> Vec<String> {
+    let port = format!("]:{}", side.port);
+    let dom = format!("@{}>", side.domain);
+    let mut v: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains(" postfix/smtp[") || l.contains(" postfix/smtpw["))
+        .filter(|l| l.contains(&port) || l.contains(&dom))
+        .filter_map(|l| l.split_once("]: ").map(|x| x.1.to_string()))
+        .map(|l| {
+            // Queue id prefix "ABCDEF0123: ".
+            let l = match l.split_once(": ") {
+                Some((id, rest))
+                    if id.len() >= 6 && id.chars().all(|c| c.is_ascii_alphanumeric()) =>
+                {
+                    rest.to_string()
+                }
+                _ => l,
+            };
+            let mut out: Vec<&str> = Vec::new();
+            for f in l.split(", ") {
+                if f.starts_with("delay=") || f.starts_with("delays=") {
+                    continue;
+                }
+                out.push(f);
+            }
+            let l = out.join(", ");
+            let l = match l.find("queued as ") {
+                Some(i) => l[..i].to_string(),
+                None => l,
+            };
+            l.replace(&port, "]:PORT")
+                .replace(&dom, "@DOMAIN>")
+                .replace(&side.domain, "DOMAIN")
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Defer reasons in the queue for one side's recipient, normalised.
+fn reasons_for(mailq: &str, side: &Side) -> Vec<String> {
+    let port = format!("]:{}", side.port);
+    let mut v = Vec::new();
+    let mut reason = String::new();
+    for l in mailq.lines() {
+        let t = l.trim();
+        if t.starts_with('(') {
+            reason = t.to_string();
+        } else if t.ends_with(&format!("@{}", side.domain)) {
+            v.push(reason.replace(&port, "]:PORT"));
+        } else if t.is_empty() {
+            reason.clear();
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn tls_levels_and_policies_like_postfix_smtp() {
+    if !usable() || !tls_pki::have_openssl() {
+        eprintln!("SKIP: needs root, Debian's postfix and openssl");
+        return;
+    }
+    let k = pki();
+    let fp = k.cert_fp("srv", "sha256");
+    let sc = |name, cert, policy: Option<&str>, needles: Vec<&'static str>, sent| Scenario {
+        name,
+        cert,
+        sink_opts: Vec::new(),
+        policy: policy.map(String::from),
+        transports: ("smtp", "outpost"),
+        needles,
+        sent,
+    };
+    let established = "TLS connection established to ADDR";
+    let mut scenarios = vec![
+        sc(
+            "may-trusted",
+            Some("srv"),
+            Some("may"),
+            vec!["Trusted TLS connection established to ADDR: TLSv1.3"],
+            true,
+        ),
+        sc(
+            "encrypt-selfsigned",
+            Some("self"),
+            Some("encrypt"),
+            vec!["Untrusted TLS connection established to ADDR"],
+            true,
+        ),
+        sc(
+            "none-offered",
+            Some("srv"),
+            Some("none"),
+            vec!["Host offered STARTTLS: [127.0.0.1]"],
+            true,
+        ),
+        sc(
+            "verify-match",
+            Some("srv"),
+            Some("verify match=mx.example.test"),
+            vec!["Verified TLS connection established to ADDR"],
+            true,
+        ),
+        sc(
+            "verify-hostname",
+            Some("srv"),
+            Some("verify"),
+            vec![established, "Server certificate not verified"],
+            false,
+        ),
+        sc(
+            "verify-wrongname",
+            Some("wrong"),
+            Some("verify match=mx.example.test"),
+            vec![
+                "Untrusted TLS connection established to ADDR",
+                "num=62:hostname mismatch",
+                "Server certificate not verified",
+            ],
+            false,
+        ),
+        sc(
+            "secure-expired",
+            Some("expired"),
+            Some("secure match=mx.example.test"),
+            vec!["certificate has expired", "Server certificate not verified"],
+            false,
+        ),
+        sc(
+            "secure-intermediate",
+            Some("deep"),
+            Some("secure match=.example.test"),
+            vec!["Verified TLS connection established to ADDR"],
+            true,
+        ),
+        sc(
+            "secure-selfsigned",
+            Some("self"),
+            Some("secure match=mx.example.test"),
+            vec!["self-signed certificate", "Server certificate not verified"],
+            false,
+        ),
+        sc(
+            "fingerprint",
+            Some("srv"),
+            Some(&format!("fingerprint match={fp}")),
+            vec!["Verified TLS connection established to ADDR"],
+            true,
+        ),
+        sc(
+            "fingerprint-other",
+            Some("wrong"),
+            Some(&format!("fingerprint match={fp}")),
+            vec![
+                "Untrusted TLS connection established to ADDR",
+                "Server certificate not verified",
+            ],
+            false,
+        ),
+        sc(
+            "encrypt-plaintext-server",
+            None,
+            Some("encrypt"),
+            vec!["TLS is required, but was not offered by host"],
+            false,
+        ),
+        sc(
+            "encrypt-tls12",
+            Some("srv"),
+            Some("encrypt protocols=<=TLSv1.2 ciphers=high exclude=AESGCM:CHACHA20"),
+            vec!["TLS connection established to ADDR: TLSv1.2"],
+            true,
+        ),
+    ];
+    // A server that says 220 to STARTTLS and then talks plaintext: the handshake fails.
+    let broken = vec![
+        "--caps".to_string(),
+        "PIPELINING,8BITMIME,STARTTLS".to_string(),
+        "--reply".to_string(),
+        "starttls=220 2.0.0 Ready to start TLS".to_string(),
+    ];
+    let mut s = sc(
+        "may-broken-retry-plain",
+        None,
+        Some("may"),
+        vec!["Cannot start TLS: handshake failure", "status=sent"],
+        true,
+    );
+    s.sink_opts = broken.clone();
+    scenarios.push(s);
+    let mut s = sc(
+        "encrypt-broken",
+        None,
+        Some("encrypt"),
+        vec!["Cannot start TLS: handshake failure"],
+        false,
+    );
+    s.sink_opts = broken.clone();
+    scenarios.push(s);
+    let mut s = sc(
+        "encrypt-refused",
+        Some("srv"),
+        Some("encrypt"),
+        vec!["refused to start TLS: 454 4.7.0 TLS not available"],
+        false,
+    );
+    s.sink_opts = vec![
+        "--reply".into(),
+        "starttls=454 4.7.0 TLS not available".into(),
+    ];
+    scenarios.push(s);
+    let mut s = sc(
+        "encrypt-inject",
+        Some("srv"),
+        Some("encrypt"),
+        vec!["Trusted TLS connection established to ADDR", "status=sent"],
+        true,
+    );
+    s.sink_opts = vec!["--tls-inject".into(), "250 injected".into()];
+    scenarios.push(s);
+    let mut s = sc(
+        "wrapper",
+        Some("srv"),
+        None,
+        vec!["Trusted TLS connection established to ADDR", "status=sent"],
+        true,
+    );
+    s.sink_opts = vec!["--tls-wrapper".into()];
+    s.transports = ("smtpw", "outpostw");
+    scenarios.push(s);
+
+    // Two sides per scenario, each with its own sink, domain and policy entry.
+    let mut sides: Vec<(Side, Side)> = Vec::new();
+    let mut transport = String::from("sender.test discard:\n");
+    let mut policy = String::new();
+    for s in &scenarios {
+        let mk = |agent: &str, tr: &str, transport: &mut String, policy: &mut String| {
+            let sink = sink_for(s);
+            let port = sink.port();
+            let domain = format!("{}.{agent}.test", s.name);
+            transport.push_str(&format!("{domain} {tr}:[127.0.0.1]:{port}\n"));
+            if let Some(p) = &s.policy {
+                policy.push_str(&format!("[127.0.0.1]:{port} {p}\n"));
+            }
+            Side { sink, domain, port }
+        };
+        let a = mk("pf", s.transports.0, &mut transport, &mut policy);
+        let b = mk("op", s.transports.1, &mut transport, &mut policy);
+        sides.push((a, b));
+    }
+    let pdir = tempfile::Builder::new()
+        .prefix("outpost-tlspol")
+        .tempdir()
+        .expect("tmp");
+    let _ = Command::new("chmod").arg("755").arg(pdir.path()).status();
+    let pfile = pdir.path().join("tls_policy");
+    std::fs::write(&pfile, &policy).expect("policy");
+    let _ = Command::new("chmod").arg("644").arg(&pfile).status();
+    let main = format!(
+        "smtp_tls_security_level = may\nsmtp_tls_CAfile = {ca}\nsmtp_tls_loglevel = 1\n\
+         smtp_tls_note_starttls_offer = yes\nsmtp_tls_policy_maps = texthash:{p}\n\
+         smtp_tls_session_cache_database =\n",
+        ca = k.p("ca.pem"),
+        p = pfile.display()
+    );
+    let pf = Instance::start(&transport, &main);
+    for (a, b) in &sides {
+        for side in [a, b] {
+            pf.sendmail(&["-f", "s@sender.test", &format!("r@{}", side.domain)], MSG);
+        }
+    }
+    // Address probes (trace-only requests) to the broken server: the plaintext retry
+    // happens at once, without waiting for minimal_backoff_time.
+    let mut want: Vec<String> = Vec::new();
+    for (s, (a, b)) in scenarios.iter().zip(&sides) {
+        if s.name == "may-broken-retry-plain" {
+            for side in [a, b] {
+                pf.sendmail(
+                    &[
+                        "-bv",
+                        "-f",
+                        "s@sender.test",
+                        &format!("probe@{}", side.domain),
+                    ],
+                    b"",
+                );
+                want.push(format!("to=<probe@{}>, relay=", side.domain));
+            }
+        }
+    }
+    // Wait until every side shows what its scenario is about.
+    for (s, (a, b)) in scenarios.iter().zip(&sides) {
+        for side in [a, b] {
+            for n in &s.needles {
+                want.push(n.replace("ADDR", &format!("127.0.0.1[127.0.0.1]:{}", side.port)));
+            }
+            if s.sent {
+                want.push(format!("to=<r@{}>, relay=", side.domain));
+            }
+        }
+    }
+    let t = Instant::now();
+    loop {
+        let log = pf.maillog();
+        let missing: Vec<&String> = want.iter().filter(|n| !log.contains(n.as_str())).collect();
+        if missing.is_empty() {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(30) {
+            panic!("missing {missing:?} in maillog:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Let retries of deferred mail happen on both sides at least once more.
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = pf.maillog();
+    let q = pf.mailq();
+    let mut failures = Vec::new();
+    for (s, (a, b)) in scenarios.iter().zip(&sides) {
+        let (la, lb) = (lines_for(&log, a), lines_for(&log, b));
+        if la != lb {
+            failures.push(format!(
+                "{}: log lines differ\n  smtp:    {la:#?}\n  outpost: {lb:#?}",
+                s.name
+            ));
+        }
+        let (ra, rb) = (reasons_for(&q, a), reasons_for(&q, b));
+        if ra != rb {
+            failures.push(format!(
+                "{}: mailq reasons differ\n  smtp:    {ra:?}\n  outpost: {rb:?}",
+                s.name
+            ));
+        }
+        for side in [a, b] {
+            let got = side.sink.messages().len();
+            if s.sent != (got > 0) {
+                failures.push(format!(
+                    "{} ({}): {got} messages at the server",
+                    s.name, side.domain
+                ));
+            }
+            if s.sent && s.cert.is_some() && s.policy.as_deref() != Some("none") {
+                let tls = side.sink.meta(0, "TLS");
+                if tls.is_empty() {
+                    failures.push(format!(
+                        "{} ({}): no TLS at the server",
+                        s.name, side.domain
+                    ));
+                }
+            }
+        }
+        if s.sent {
+            let (ta, tb) = (a.sink.meta(0, "TLS"), b.sink.meta(0, "TLS"));
+            if ta != tb {
+                failures.push(format!(
+                    "{}: server-side TLS differs: smtp {ta:?} outpost {tb:?}",
+                    s.name
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n--- maillog ---\n{log}\n--- mailq ---\n{q}",
+        failures.join("\n")
+    );
+}
