@@ -109,6 +109,8 @@ pub struct Delivery<'a> {
     site_failed: bool,
     /// TLS and SASL set-up (none: plaintext, no AUTH).
     pub security: Option<&'a crate::security::Security>,
+    /// smtp_generic_maps and header/body checks (none: the message goes out as is).
+    pub rewrite: Option<&'a crate::rewrite::Rewrite>,
     /// The destination being tried, as written (request nexthop or fallback relay).
     hop_dest: String,
 }
@@ -154,6 +156,7 @@ impl<'a> Delivery<'a> {
             cache_used: std::collections::HashSet::new(),
             site_failed: false,
             security: None,
+            rewrite: None,
             hop_dest: String::new(),
         }
     }
