@@ -84,7 +84,7 @@ fn generic_maps_fold_long_rewritten_lists_and_keep_untouched_headers() {
     );
     assert_eq!(run.code, 0, "{run}");
     let want = format!(
-        "To: {a}@example.net, {b}@example.net,\r\n\ty@example.com\r\nCc: {a}@example.net,\r\n\t{b}@example.net\r\n\r\nbody\r\n",
+        "To: {a}@example.net,\r\n\t{b}@example.net, y@example.com\r\nCc: {a}@example.net,\r\n\t{b}@example.net\r\n\r\nbody\r\n",
         a = "a".repeat(30),
         b = "b".repeat(30)
     );
