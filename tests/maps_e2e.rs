@@ -279,3 +279,116 @@ fn checks_table_trouble_defers_with_local_data_error() {
     );
     assert!(sink.messages().is_empty(), "no message may be delivered");
 }
+
+#[test]
+fn discard_ehlo_keyword_address_maps_by_server_address() {
+    let sink = Sink::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = write(dir.path(), "ehlo", "127.0.0.1 size, dsn\n");
+    let opt = format!("smtp_discard_ehlo_keyword_address_maps=texthash:{table}");
+    // The table names this server: its words replace smtp_discard_ehlo_keywords.
+    let run = send(
+        &sink.dest(),
+        &[
+            "-o",
+            "smtp_discard_ehlo_keywords=pipelining",
+            "-o",
+            &opt,
+            "-N",
+            "success",
+        ],
+        &["r@example.net"],
+        MSG,
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stderr
+            .contains(": discarding EHLO keywords: SIZE DSN\n"),
+        "{run}"
+    );
+    let mail = &sink.meta(0, "Mail")[0];
+    assert!(!mail.contains("SIZE="), "{mail}");
+    assert!(
+        !sink.meta(0, "Rcpt")[0].contains("NOTIFY="),
+        "{:?}",
+        sink.meta(0, "Rcpt")
+    );
+
+    // Another address: the main.cf list applies.
+    let sink2 = Sink::start(&[]);
+    let run = send(
+        &sink2.dest(),
+        &[
+            "-o",
+            "smtp_discard_ehlo_keywords=size",
+            "-o",
+            "smtp_discard_ehlo_keyword_address_maps=inline:{ 192.0.2.1=dsn }",
+        ],
+        &["r@example.net"],
+        MSG,
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stderr.contains(": discarding EHLO keywords: SIZE\n"),
+        "{run}"
+    );
+}
+
+#[test]
+fn discard_ehlo_keyword_address_maps_trouble_defers() {
+    let sink = Sink::start(&[]);
+    let run = send(
+        &sink.dest(),
+        &[
+            "-o",
+            "smtp_discard_ehlo_keyword_address_maps=hash:/nonexistent/ehlo",
+        ],
+        &["r@example.net"],
+        MSG,
+    );
+    let r = run.result("r@example.net");
+    assert!(r.contains("deferred") && r.contains("4.3.0"), "{run}");
+    assert!(
+        run.stderr.contains(
+            "TESTQID: smtp_discard_ehlo_keyword_address_maps map lookup error for 127.0.0.1"
+        ),
+        "{run}"
+    );
+    assert!(sink.messages().is_empty());
+}
+
+#[test]
+fn pix_workaround_maps_override_the_default_per_server() {
+    let sink = Sink::start(&["--reply", "greeting=220 *******"]);
+    // An empty-ish per-server setting: only delay_dotcrlf, which a fresh message does not
+    // get; so no workaround is enabled and EHLO is used.
+    let run = send(
+        &sink.dest(),
+        &[
+            "-o",
+            "smtp_pix_workaround_maps=inline:{ 127.0.0.1=delay_dotcrlf }",
+        ],
+        &["r@example.net"],
+        MSG,
+    );
+    assert_eq!(run.code, 0, "{run}");
+    assert!(!run.stderr.contains("enabling PIX workarounds"), "{run}");
+    assert_eq!(sink.meta(0, "Proto"), ["ESMTP"]);
+    // A table without this server: smtp_pix_workarounds (disable_esmtp) applies.
+    let sink2 = Sink::start(&["--reply", "greeting=220 *******"]);
+    let run = send(
+        &sink2.dest(),
+        &[
+            "-o",
+            "smtp_pix_workaround_maps=inline:{ 192.0.2.1=delay_dotcrlf }",
+        ],
+        &["r@example.net"],
+        MSG,
+    );
+    assert!(
+        run.stderr
+            .contains("enabling PIX workarounds: disable_esmtp"),
+        "{run}"
+    );
+    assert_eq!(sink2.meta(0, "Proto"), ["SMTP"]);
+}

@@ -28,6 +28,8 @@ pub struct Params {
     pub skip_5xx_greeting: bool,
     pub skip_quit_response: bool,
     pub discard_ehlo_keywords: Vec<String>,
+    /// smtp_discard_ehlo_keyword_address_maps and smtp_pix_workaround_maps.
+    pub peer_tables: Option<std::sync::Arc<super::peer_tables::PeerTables>>,
     pub quote_rfc821_envelope: bool,
     pub line_length_limit: usize,
     pub send_xforward: bool,
@@ -88,6 +90,7 @@ impl Default for Params {
             skip_5xx_greeting: true,
             skip_quit_response: true,
             discard_ehlo_keywords: Vec::new(),
+            peer_tables: None,
             quote_rfc821_envelope: true,
             line_length_limit: 998,
             send_xforward: false,
@@ -149,6 +152,7 @@ impl Params {
             skip_5xx_greeting: cfg.bool("smtp_skip_5xx_greeting"),
             skip_quit_response: cfg.bool("smtp_skip_quit_response"),
             discard_ehlo_keywords: cfg.list("smtp_discard_ehlo_keywords"),
+            peer_tables: super::peer_tables::PeerTables::shared(cfg),
             quote_rfc821_envelope: cfg.bool("smtp_quote_rfc821_envelope"),
             line_length_limit: usize::try_from(cfg.int("smtp_line_length_limit").max(0))
                 .unwrap_or(0),
