@@ -191,6 +191,10 @@ impl<'a> Delivery<'a> {
     }
 
     fn finish(&mut self, i: usize, mut dsn: Dsn) {
+        // smtp_delivery_status_filter comes first, then soft_bounce (as in bounce(3)).
+        if let Some(new) = self.params.dsn_filter.as_ref().and_then(|f| f.apply(&dsn)) {
+            dsn = new;
+        }
         let mut word = None;
         if dsn.status.starts_with('5') && self.params.soft_bounce {
             // soft_bounce: a would-be bounce is deferred, keeping the text; Postfix logs
@@ -305,12 +309,15 @@ impl<'a> Delivery<'a> {
         if !self.is_open(i) {
             return;
         }
-        let dsn = Dsn {
+        let mut dsn = Dsn {
             status: dsn_status.to_string(),
             reason: reply.to_string(),
             mta: Some(host.to_string()),
             reply: Some(reply.to_string()),
         };
+        if let Some(new) = self.params.dsn_filter.as_ref().and_then(|f| f.apply(&dsn)) {
+            dsn = new;
+        }
         let mut outcome = Outcome::from_dsn(dsn, self.relay.clone());
         // A 2xx reply is success whatever enhanced code came with it.
         outcome.status = Status::Sent;

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod dsn_filter;
 pub mod envelope;
 pub mod log;
 pub mod message;

@@ -490,11 +490,18 @@ pub fn action(
     let where_ = if header { "header" } else { "body" };
     let shown = String::from_utf8_lossy(&line[..line.len().min(60)]).into_owned();
     let logger = |act: &str, text: &str| {
-        if text.is_empty() {
-            log::info(&format!("{queue_id}: {act}: {where_} {shown}"));
+        let line = if text.is_empty() {
+            format!("{queue_id}: {act}: {where_} {shown}")
         } else {
-            log::info(&format!("{queue_id}: {act}: {where_} {shown}: {text}"));
-        }
+            format!("{queue_id}: {act}: {where_} {shown}: {text}")
+        };
+        // Postfix's logging replaces non-printable characters (e.g. the newline inside
+        // a multi-line header) with '?'.
+        let line: String = line
+            .chars()
+            .map(|c| if c.is_ascii_control() { '?' } else { c })
+            .collect();
+        log::info(&line);
     };
     let is = |w: &str| word.eq_ignore_ascii_case(w);
     if is("WARN") {

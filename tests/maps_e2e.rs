@@ -392,3 +392,72 @@ fn pix_workaround_maps_override_the_default_per_server() {
     );
     assert_eq!(sink2.meta(0, "Proto"), ["SMTP"]);
 }
+
+#[test]
+fn delivery_status_filter_rewrites_outcomes() {
+    let sink = Sink::start(&[
+        "--reply",
+        "rcpt:hard@example.net=550 5.1.1 <hard@example.net>: no such user",
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = write(
+        dir.path(),
+        "dsn_filter",
+        "/^5\\.1\\.1 (.*)$/ 4.1.1 filtered: $1\n\
+         /^2\\.0\\.0 / 2.0.0 delivered, filtered\n\
+         /^5\\.7\\.1 / 2.0.0 not allowed: a failure stays a failure\n",
+    );
+    let opt = format!("smtp_delivery_status_filter=regexp:{f}");
+    let run = send(
+        &sink.dest(),
+        &["-o", &opt],
+        &["ok@example.net", "hard@example.net"],
+        MSG,
+    );
+    let hard = run.log_for("hard@example.net");
+    assert_eq!(hard.len(), 1, "{run}");
+    assert!(
+        hard[0].contains(
+            "dsn=4.1.1, status=deferred (filtered: host 127.0.0.1[127.0.0.1] said: 550 5.1.1 <hard@example.net>: no such user (in reply to RCPT TO command))"
+        ),
+        "{run}"
+    );
+    let ok = run.log_for("ok@example.net");
+    assert!(
+        ok[0].contains("dsn=2.0.0, status=sent (delivered, filtered)"),
+        "{run}"
+    );
+}
+
+#[test]
+fn delivery_status_filter_cannot_turn_failure_into_success() {
+    let sink = Sink::start(&["--reply", "rcpt=550 5.7.1 denied"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = write(dir.path(), "dsn_filter", "/^5\\.7\\.1 / 2.0.0 fine\n");
+    let opt = format!("smtp_delivery_status_filter=regexp:{f}");
+    let run = send(&sink.dest(), &["-o", &opt], &["r@example.net"], MSG);
+    assert!(run.result("r@example.net").contains("bounced"), "{run}");
+    assert!(
+        run.stderr
+            .contains("warning: smtp_delivery_status_filter: bad status code: 2.0.0 fine"),
+        "{run}"
+    );
+}
+
+#[test]
+fn delivery_status_filter_trouble_never_bounces() {
+    let sink = Sink::start(&["--reply", "rcpt=550 5.7.1 denied"]);
+    let run = send(
+        &sink.dest(),
+        &[
+            "-o",
+            "smtp_delivery_status_filter=hash:/nonexistent/dsn_filter",
+        ],
+        &["r@example.net"],
+        MSG,
+    );
+    assert!(
+        run.result("r@example.net").contains("deferred dsn=4.7.1"),
+        "{run}"
+    );
+}

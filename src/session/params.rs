@@ -30,6 +30,8 @@ pub struct Params {
     pub discard_ehlo_keywords: Vec<String>,
     /// smtp_discard_ehlo_keyword_address_maps and smtp_pix_workaround_maps.
     pub peer_tables: Option<std::sync::Arc<super::peer_tables::PeerTables>>,
+    /// smtp_delivery_status_filter.
+    pub dsn_filter: Option<std::sync::Arc<crate::dsn_filter::DsnFilter>>,
     pub quote_rfc821_envelope: bool,
     pub line_length_limit: usize,
     pub send_xforward: bool,
@@ -91,6 +93,7 @@ impl Default for Params {
             skip_quit_response: true,
             discard_ehlo_keywords: Vec::new(),
             peer_tables: None,
+            dsn_filter: None,
             quote_rfc821_envelope: true,
             line_length_limit: 998,
             send_xforward: false,
@@ -153,6 +156,7 @@ impl Params {
             skip_quit_response: cfg.bool("smtp_skip_quit_response"),
             discard_ehlo_keywords: cfg.list("smtp_discard_ehlo_keywords"),
             peer_tables: super::peer_tables::PeerTables::shared(cfg),
+            dsn_filter: crate::dsn_filter::DsnFilter::shared(cfg),
             quote_rfc821_envelope: cfg.bool("smtp_quote_rfc821_envelope"),
             line_length_limit: usize::try_from(cfg.int("smtp_line_length_limit").max(0))
                 .unwrap_or(0),
