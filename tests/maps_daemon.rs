@@ -339,3 +339,38 @@ fn generic_maps_and_checks_match_postfix_smtp() {
         "{pf_log:?}"
     );
 }
+
+/// smtp_connection_cache_destinations as a string list with a table element: the
+/// destination is found in the table, so connections are cached and reused.
+#[test]
+fn connection_cache_destinations_from_a_table() {
+    if !usable() {
+        return;
+    }
+    const N: usize = 4;
+    let sink = Sink::start(&[]);
+    let map = format!("dest.test outpost:[127.0.0.1]:{}\n", sink.port());
+    let tables = tempfile::tempdir().expect("tmp");
+    let _ = Command::new("chmod").arg("755").arg(tables.path()).status();
+    let t = tables.path().join("cache_dest");
+    std::fs::write(&t, "127.0.0.1 yes\n").expect("table");
+    let pf = Instance::start(
+        &map,
+        &format!(
+            "smtp_connection_cache_destinations = !other.test, texthash:{}\n\
+             outpost_destination_concurrency_limit = 1\n\
+             smtp_connection_cache_time_limit = 10s\n",
+            t.display()
+        ),
+    );
+    for i in 0..N {
+        pf.sendmail(
+            &["-f", "s@sender.test", &format!("r{i}@dest.test")],
+            b"Subject: x\n\nx\n",
+        );
+    }
+    let needles: Vec<String> = (0..N).map(|i| format!("to=<r{i}@dest.test>")).collect();
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    let log = pf.wait_log(&needles);
+    assert!(log.contains("conn_use="), "no reused connection:\n{log}");
+}
