@@ -283,8 +283,10 @@ impl Rewrite {
                 Some(at) => addr[..at].to_string(),
                 None => addr.to_string(),
             };
-            if let Some(ext) = &found.extension {
-                user.truncate(user.len().saturating_sub(ext.len()));
+            if let Some(ext) = &found.extension
+                && let Some(bare) = user.strip_suffix(ext.as_str())
+            {
+                user = bare.to_string();
             }
             value = crate::table::quote_822_local(&format!("{user}{value}"), false);
         }

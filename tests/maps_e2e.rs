@@ -461,3 +461,37 @@ fn delivery_status_filter_trouble_never_bounces() {
         "{run}"
     );
 }
+
+#[test]
+fn generic_maps_extensions_propagate_only_when_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let generic = write(
+        dir.path(),
+        "generic",
+        "user@example.org other@public.example\n@example.com @public.example\n",
+    );
+    let opt = format!("smtp_generic_maps=texthash:{generic}");
+    for (propagate, want) in [
+        (
+            "canonical, virtual",
+            ["<other@public.example>", "<who+x@public.example>"],
+        ),
+        (
+            "canonical, virtual, generic",
+            ["<other+tag@public.example>", "<who+x@public.example>"],
+        ),
+    ] {
+        let sink = Sink::start(&[]);
+        let p = format!("propagate_unmatched_extensions={propagate}");
+        let run = send(
+            &sink.dest(),
+            &["-o", &opt, "-o", "recipient_delimiter=+", "-o", &p],
+            &["user+tag@example.org", "who+x@example.com"],
+            MSG,
+        );
+        assert_eq!(run.code, 0, "{run}");
+        // An "@domain" match keeps the whole local part, extension included (the
+        // extension was never split off for that lookup).
+        assert_eq!(sink.rcpts(0), want, "{propagate}");
+    }
+}
