@@ -109,6 +109,8 @@ pub struct Delivery<'a> {
     site_failed: bool,
     /// TLS and SASL set-up (none: plaintext, no AUTH).
     pub security: Option<&'a crate::security::Security>,
+    /// smtp_generic_maps and header/body checks (none: the message goes out as is).
+    pub rewrite: Option<&'a crate::rewrite::Rewrite>,
     /// The destination being tried, as written (request nexthop or fallback relay).
     hop_dest: String,
     /// best_mx_transport: mail that loops back to this host goes to another transport
@@ -157,6 +159,7 @@ impl<'a> Delivery<'a> {
             cache_used: std::collections::HashSet::new(),
             site_failed: false,
             security: None,
+            rewrite: None,
             hop_dest: String::new(),
             loop_handoff: None,
         }
@@ -192,6 +195,10 @@ impl<'a> Delivery<'a> {
     }
 
     fn finish(&mut self, i: usize, mut dsn: Dsn) {
+        // smtp_delivery_status_filter comes first, then soft_bounce (as in bounce(3)).
+        if let Some(new) = self.params.dsn_filter.as_ref().and_then(|f| f.apply(&dsn)) {
+            dsn = new;
+        }
         let mut word = None;
         if dsn.status.starts_with('5') && self.params.soft_bounce {
             // soft_bounce: a would-be bounce is deferred, keeping the text; Postfix logs
@@ -306,12 +313,15 @@ impl<'a> Delivery<'a> {
         if !self.is_open(i) {
             return;
         }
-        let dsn = Dsn {
+        let mut dsn = Dsn {
             status: dsn_status.to_string(),
             reason: reply.to_string(),
             mta: Some(host.to_string()),
             reply: Some(reply.to_string()),
         };
+        if let Some(new) = self.params.dsn_filter.as_ref().and_then(|f| f.apply(&dsn)) {
+            dsn = new;
+        }
         let mut outcome = Outcome::from_dsn(dsn, self.relay.clone());
         // A 2xx reply is success whatever enhanced code came with it.
         outcome.status = Status::Sent;

@@ -94,6 +94,9 @@ struct Tx<'s, 'd, 'a> {
     /// DATA was answered with 3xx: the server is now reading message text.
     data_accepted: bool,
     lmtp_replies: usize,
+    /// Envelope sender and recipients (by request index) after smtp_generic_maps.
+    sender: String,
+    addresses: Vec<String>,
 }
 
 fn xforward_ok(v: &str, unknown_allowed: bool) -> bool {
@@ -101,11 +104,17 @@ fn xforward_ok(v: &str, unknown_allowed: bool) -> bool {
 }
 
 /// Build the MAIL FROM command for this session's capabilities.
-pub fn mail_command(sess: &Session, req: &crate::request::Request, p: &Params) -> String {
+/// `sender` is the envelope sender after smtp_generic_maps.
+pub fn mail_command(
+    sess: &Session,
+    req: &crate::request::Request,
+    p: &Params,
+    sender: &str,
+) -> String {
     let sender = if p.quote_rfc821_envelope {
-        quote_821(&req.sender)
+        quote_821(sender)
     } else {
-        req.sender.clone()
+        sender.to_string()
     };
     let mut cmd = format!("MAIL FROM:<{sender}>");
     // Postfix leaves SIZE out when it converts the body: the size would be wrong.
@@ -139,15 +148,22 @@ pub fn mail_command(sess: &Session, req: &crate::request::Request, p: &Params) -
     cmd
 }
 
-/// Build the RCPT TO command for one recipient.
-pub fn rcpt_command(sess: &Session, req: &crate::request::Request, i: usize, p: &Params) -> String {
+/// Build the RCPT TO command for one recipient; `address` is its address after
+/// smtp_generic_maps (ORCPT still names the original).
+pub fn rcpt_command(
+    sess: &Session,
+    req: &crate::request::Request,
+    i: usize,
+    p: &Params,
+    address: &str,
+) -> String {
     let Some(r) = req.recipients.get(i) else {
         return String::new();
     };
     let addr = if p.quote_rfc821_envelope {
-        quote_821(&r.address)
+        quote_821(address)
     } else {
-        r.address.clone()
+        address.to_string()
     };
     let mut cmd = format!("RCPT TO:<{addr}>");
     if sess.caps.dsn {
@@ -348,6 +364,59 @@ impl Tx<'_, '_, '_> {
         }
     }
 
+    /// smtp_generic_maps for MAIL FROM and RCPT TO. A table that fails defers the mail
+    /// (Postfix's smtp(8) exits, leaving it queued) and drops the connection.
+    fn rewrite_envelope(&mut self) -> bool {
+        let req = self.dl.req;
+        let Some(rw) = self.dl.rewrite.filter(|r| r.has_generic()) else {
+            self.sender = req.sender.clone();
+            self.addresses = req.recipients.iter().map(|r| r.address.clone()).collect();
+            return true;
+        };
+        let mapped = (|| -> Result<(String, Vec<String>), String> {
+            let sender = rw.envelope(&req.sender)?;
+            let mut addrs = Vec::with_capacity(req.recipients.len());
+            for (i, r) in req.recipients.iter().enumerate() {
+                // Only the recipients of this transaction are looked up.
+                if self.rcpts.contains(&i) {
+                    addrs.push(rw.envelope(&r.address)?);
+                } else {
+                    addrs.push(r.address.clone());
+                }
+            }
+            Ok((sender, addrs))
+        })();
+        match mapped {
+            Ok((sender, addrs)) => {
+                self.sender = sender;
+                self.addresses = addrs;
+                true
+            }
+            Err(text) => {
+                self.data_trouble(&text);
+                false
+            }
+        }
+    }
+
+    /// Local table trouble: log it, defer every open recipient ("local data error", as
+    /// Postfix reports it) without trying other servers, and drop the connection.
+    fn data_trouble(&mut self, text: &str) {
+        log::warn(&format!("{}: {text}", self.dl.req.queue_id));
+        self.sess.usable = false;
+        self.sess.conn.purge_output();
+        self.sess.conn.close();
+        self.dl.final_server = true;
+        let dsn = Dsn::new(
+            "4.3.0",
+            format!(
+                "local data error while talking to {}",
+                self.sess.peer.namaddr()
+            ),
+        );
+        self.dl.bulk_fail(dsn);
+    }
+
     fn stream_fail(&mut self, state: State, e: IoFailure, body: bool) {
         self.sess.usable = false;
         if !state.sending_mail() {
@@ -420,6 +489,9 @@ impl Tx<'_, '_, '_> {
             self.sess.quit(p, &req.queue_id);
             return;
         }
+        if !self.rewrite_envelope() {
+            return;
+        }
         let r = self.envelope(req, p);
         if let Err((s, e)) = r {
             return self.stream_fail(s, e, false);
@@ -445,18 +517,30 @@ impl Tx<'_, '_, '_> {
         // DATA was accepted: send the message, then end-of-data with QUIT pipelined
         // behind it when the server pipelines.
         self.sess.conn.set_timeout(p.data_xfer_timeout);
+        // Generic maps and header/body checks need the header/body pass; the MIME
+        // downgrade (servers without 8BITMIME) works on what the checks let through.
+        let rewrite = self.dl.rewrite.filter(|r| !r.is_empty());
+        let mut filter = None;
+        let filtered: &mut dyn Content = match rewrite {
+            Some(rw) => filter.insert(crate::message::filter::Filter::new(
+                content,
+                rw,
+                &req.queue_id,
+            )),
+            None => content,
+        };
         let mut mime;
-        let content: &mut dyn Content =
+        let source: &mut dyn Content =
             if p.mime_downgrade(self.sess.caps.eightbitmime, req.encoding) {
-                mime = crate::message::mime::Downgrade::new(content, p.mime_limits());
+                mime = crate::message::mime::Downgrade::new(filtered, p.mime_limits());
                 &mut mime
             } else {
-                content
+                filtered
             };
         let result = {
             let conn = &mut self.sess.conn;
             let mut io_err = None;
-            let r = body.write(content, &mut |chunk| {
+            let r = body.write(source, &mut |chunk| {
                 conn.queue(chunk);
                 if conn.queued() < 32 * 1024 {
                     return Ok(());
@@ -468,6 +552,17 @@ impl Tx<'_, '_, '_> {
             });
             match (r, io_err) {
                 (_, Some(e)) => Err(e),
+                (Err(_), None) if filter.as_ref().is_some_and(|f| f.trouble.is_some()) => {
+                    let text = match filter.as_ref().and_then(|f| f.trouble.clone()) {
+                        Some(crate::message::filter::Trouble::Checks(what)) => {
+                            format!("smtp {what} checks lookup error")
+                        }
+                        Some(crate::message::filter::Trouble::Generic(t)) => t,
+                        None => String::new(),
+                    };
+                    self.data_trouble(&text);
+                    return;
+                }
                 (Err(e), None) => {
                     // Reading our own content failed: never send a partial message. (A MIME
                     // conversion failure is not worth a warning: Postfix only bounces.)
@@ -595,14 +690,16 @@ impl Tx<'_, '_, '_> {
         }
         self.dl.stats.reuse_count = self.sess.reuse_count;
         self.dl.stats.conn_setup_done = Some(SystemTime::now());
-        let mail = mail_command(self.sess, req, p);
+        let mail = mail_command(self.sess, req, p, &self.sender);
         self.queue(State::Mail, &mail)?;
         for k in 0..self.rcpts.len() {
             // After a synchronisation point, stop sending recipients if MAIL was refused.
             if self.mail_rejected {
                 return Ok(());
             }
-            let cmd = rcpt_command(self.sess, req, self.rcpts[k], p);
+            let i = self.rcpts[k];
+            let addr = self.addresses.get(i).map_or("", String::as_str);
+            let cmd = rcpt_command(self.sess, req, i, p, addr);
             self.queue(State::Rcpt(k), &cmd)?;
         }
         if self.mail_rejected || (self.pending.is_empty() && self.accepted.is_empty()) {
@@ -629,6 +726,8 @@ pub fn run(sess: &mut Session, dl: &mut Delivery, content: &mut dyn Content, bod
         data_rejected: false,
         data_accepted: false,
         lmtp_replies: 0,
+        sender: String::new(),
+        addresses: Vec::new(),
     };
     tx.run(content, body);
 }

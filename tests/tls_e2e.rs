@@ -919,7 +919,14 @@ fn wrapper_mode_injection_and_ehlo_after_tls() {
         &sink.dest(),
         // A declared 7-bit body: an undeclared one would be MIME-converted (no SIZE=),
         // as Postfix does for servers without 8BITMIME.
-        &["-o", "smtp_tls_security_level=none", "-N", "success", "-B", "7BIT"],
+        &[
+            "-o",
+            "smtp_tls_security_level=none",
+            "-N",
+            "success",
+            "-B",
+            "7BIT",
+        ],
         &[R],
         MSG,
     );

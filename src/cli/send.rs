@@ -174,6 +174,7 @@ fn deliver_group(
     content: &mut MemoryContent,
     verbose: bool,
     security: &crate::security::Security,
+    rewrite: &crate::rewrite::Rewrite,
 ) -> Vec<(usize, Option<crate::outcome::Outcome>)> {
     let mut req = req_template.clone();
     req.recipients = idx
@@ -191,6 +192,7 @@ fn deliver_group(
         let mut dl = Delivery::new(&req, params, &mut collect);
         dl.nexthop = nexthop.to_string();
         dl.security = Some(security);
+        dl.rewrite = Some(rewrite);
         if nexthop.is_empty() {
             dl.fail_all(Dsn::new("5.1.3", "bad address syntax: no domain part"));
         } else {
@@ -323,6 +325,13 @@ pub fn main(args: &[String]) -> i32 {
     let params = Params::from_config(&cfg);
     let security = match crate::security::Security::from_config(&cfg) {
         Ok(s) => s,
+        Err(e) => {
+            log::error(&format!("fatal: {e}"));
+            return EX_CONFIG;
+        }
+    };
+    let rewrite = match crate::rewrite::Rewrite::from_config(&cfg) {
+        Ok(r) => r,
         Err(e) => {
             log::error(&format!("fatal: {e}"));
             return EX_CONFIG;
@@ -461,13 +470,14 @@ pub fn main(args: &[String]) -> i32 {
                 let handles: Vec<_> = batch
                     .iter()
                     .map(|(nexthop, idx)| {
-                        let (params, rp, lookup, req_template, rcpt_addrs, security) = (
+                        let (params, rp, lookup, req_template, rcpt_addrs, security, rewrite) = (
                             &params,
                             &rp,
                             lookup.as_ref(),
                             &req_template,
                             &rcpt_addrs,
                             &security,
+                            &rewrite,
                         );
                         let mut content = content.share();
                         scope.spawn(move || {
@@ -483,6 +493,7 @@ pub fn main(args: &[String]) -> i32 {
                                 &mut content,
                                 verbose,
                                 security,
+                                rewrite,
                             )
                         })
                     })

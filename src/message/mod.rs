@@ -5,6 +5,7 @@
 //! which is how "SMTP smuggling" hides an end-of-data inside a message); lines longer than
 //! smtp_line_length_limit are broken with CRLF SPACE as Postfix does.
 
+pub mod filter;
 pub mod memory;
 pub mod mime;
 #[cfg(test)]

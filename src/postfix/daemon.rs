@@ -25,6 +25,7 @@ use std::sync::Mutex;
 static SCACHE: Mutex<Option<ScacheClient>> = Mutex::new(None);
 /// TLS engine, policy tables and SASL set-up: read once per process, as Postfix does.
 static SECURITY: std::sync::OnceLock<crate::security::Security> = std::sync::OnceLock::new();
+static REWRITE: std::sync::OnceLock<crate::rewrite::Rewrite> = std::sync::OnceLock::new();
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -222,6 +223,16 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> (i32, Option<crate::
             }
         },
     };
+    let rewrite = match REWRITE.get() {
+        Some(r) => r,
+        None => match crate::rewrite::Rewrite::from_config(cfg) {
+            Ok(r) => REWRITE.get_or_init(|| r),
+            Err(e) => {
+                log::fatal(&e);
+                std::process::exit(1);
+            }
+        },
+    };
     let rp = route::RouteParams::from_config(cfg, &params);
     let lookup = route::system_lookup(&rp);
     let engine_req = req.to_request();
@@ -250,6 +261,7 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> (i32, Option<crate::
         let mut dl = Delivery::new(&engine_req, &params, &mut reporter);
         dl.nexthop = req.nexthop.clone();
         dl.security = Some(security);
+        dl.rewrite = Some(rewrite);
         if let Some(c) = cache_guard.as_mut() {
             dl.cache = Some(c as &mut dyn ConnCache);
         }

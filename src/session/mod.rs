@@ -8,6 +8,7 @@
 
 pub mod conn;
 pub mod params;
+pub mod peer_tables;
 pub mod reply;
 pub mod reuse;
 pub mod secure;
@@ -520,8 +521,11 @@ impl Session {
             .chars()
             .all(|c| matches!(c, '2' | '0' | ' ' | '*' | '\t' | '\n'))
         {
-            let words: Vec<String> = params
-                .pix_workarounds
+            // smtp_pix_workaround_maps overrides smtp_pix_workarounds per server.
+            let per_server = params.peer_tables.as_ref().and_then(|t| t.pix(&peer.addr));
+            let words: Vec<String> = per_server
+                .as_ref()
+                .unwrap_or(&params.pix_workarounds)
                 .iter()
                 .map(|w| w.to_ascii_lowercase())
                 .collect();
@@ -638,7 +642,23 @@ impl Session {
 
         self.caps.esmtp = esmtp;
         if let Some(r) = ehlo_reply {
-            self.parse_ehlo(&r, params);
+            // smtp_discard_ehlo_keyword_address_maps, by server address; a lookup error
+            // ends the session with "local data error".
+            let per_server = match &params.peer_tables {
+                Some(t) => t.ehlo_discard(&peer.addr).map_err(|text| {
+                    log::warn(&format!("{queue_id}: {text}"));
+                    Failure::new(
+                        Dsn::new(
+                            "4.3.0",
+                            format!("local data error while talking to {}", peer.namaddr()),
+                        ),
+                        false,
+                    )
+                })?,
+                None => None,
+            };
+            let words = per_server.as_ref().unwrap_or(&params.discard_ehlo_keywords);
+            self.parse_ehlo(&r, words);
             if loop_detect && self.caps.helo.eq_ignore_ascii_case(&params.myhostname) {
                 log::warn(&format!(
                     "host {} replied to HELO/EHLO with my own hostname {}",
@@ -664,9 +684,8 @@ impl Session {
         Ok(())
     }
 
-    fn parse_ehlo(&mut self, r: &Reply, params: &Params) {
-        let wanted: Vec<String> = params
-            .discard_ehlo_keywords
+    fn parse_ehlo(&mut self, r: &Reply, discard_words: &[String]) {
+        let wanted: Vec<String> = discard_words
             .iter()
             .map(|k| k.to_ascii_uppercase())
             .collect();

@@ -28,6 +28,10 @@ pub struct Params {
     pub skip_5xx_greeting: bool,
     pub skip_quit_response: bool,
     pub discard_ehlo_keywords: Vec<String>,
+    /// smtp_discard_ehlo_keyword_address_maps and smtp_pix_workaround_maps.
+    pub peer_tables: Option<std::sync::Arc<super::peer_tables::PeerTables>>,
+    /// smtp_delivery_status_filter.
+    pub dsn_filter: Option<std::sync::Arc<crate::dsn_filter::DsnFilter>>,
     pub quote_rfc821_envelope: bool,
     pub line_length_limit: usize,
     pub send_xforward: bool,
@@ -52,6 +56,8 @@ pub struct Params {
     /// smtp_connection_reuse_time_limit and _count_limit.
     pub cache_on_demand: bool,
     pub cache_destinations: Vec<String>,
+    /// The same list as a Postfix string list (patterns, !negation, /file, type:table).
+    pub cache_destination_list: Option<std::sync::Arc<std::sync::Mutex<crate::table::MatchList>>>,
     pub cache_time_limit: Duration,
     pub reuse_time_limit: Duration,
     pub reuse_count_limit: u32,
@@ -95,6 +101,8 @@ impl Default for Params {
             skip_5xx_greeting: true,
             skip_quit_response: true,
             discard_ehlo_keywords: Vec::new(),
+            peer_tables: None,
+            dsn_filter: None,
             quote_rfc821_envelope: true,
             line_length_limit: 998,
             send_xforward: false,
@@ -115,6 +123,7 @@ impl Default for Params {
             pix_delay: Duration::from_secs(10),
             cache_on_demand: true,
             cache_destinations: Vec::new(),
+            cache_destination_list: None,
             cache_time_limit: Duration::from_secs(2),
             reuse_time_limit: Duration::from_secs(300),
             reuse_count_limit: 0,
@@ -160,6 +169,8 @@ impl Params {
             skip_5xx_greeting: cfg.bool("smtp_skip_5xx_greeting"),
             skip_quit_response: cfg.bool("smtp_skip_quit_response"),
             discard_ehlo_keywords: cfg.list("smtp_discard_ehlo_keywords"),
+            peer_tables: super::peer_tables::PeerTables::shared(cfg),
+            dsn_filter: crate::dsn_filter::DsnFilter::shared(cfg),
             quote_rfc821_envelope: cfg.bool("smtp_quote_rfc821_envelope"),
             line_length_limit: usize::try_from(cfg.int("smtp_line_length_limit").max(0))
                 .unwrap_or(0),
@@ -184,6 +195,7 @@ impl Params {
             pix_delay: cfg.time("smtp_pix_workaround_delay_time"),
             cache_on_demand: cfg.bool("smtp_connection_cache_on_demand"),
             cache_destinations: cfg.list("smtp_connection_cache_destinations"),
+            cache_destination_list: cache_list(cfg),
             cache_time_limit: cfg.time("smtp_connection_cache_time_limit"),
             reuse_time_limit: cfg.time("smtp_connection_reuse_time_limit"),
             reuse_count_limit: u32::try_from(cfg.int("smtp_connection_reuse_count_limit").max(0))
@@ -224,11 +236,21 @@ impl Params {
     }
 
     /// Whether connections to this destination are cached because
-    /// smtp_connection_cache_destinations names it (bare domain, case-insensitive).
+    /// smtp_connection_cache_destinations matches it (string_list_match(): names compared
+    /// case-insensitively, `!name`, `/file` and `type:table` elements; a table that fails
+    /// counts as no match, as in Postfix).
     pub fn cache_destination(&self, domain: &str) -> bool {
-        self.cache_destinations
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(domain))
+        match &self.cache_destination_list {
+            Some(list) => list
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .matches_string(domain)
+                .unwrap_or(false),
+            None => self
+                .cache_destinations
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain)),
+        }
     }
 
     pub fn proto(&self) -> &'static str {
@@ -248,5 +270,27 @@ pub fn tls_level_number(level: &str) -> u8 {
         "verify" => 7,
         "secure" => 8,
         _ => 0,
+    }
+}
+
+/// smtp_connection_cache_destinations as a string list; `None` when empty or malformed
+/// (then the plain names are compared).
+fn cache_list(cfg: &Config) -> Option<std::sync::Arc<std::sync::Mutex<crate::table::MatchList>>> {
+    let value = cfg.get("smtp_connection_cache_destinations");
+    if value.trim().is_empty() {
+        return None;
+    }
+    let name = cfg.name_for("smtp_connection_cache_destinations");
+    match crate::table::MatchList::new(&name, &value, false, cfg.bool("smtputf8_enable")) {
+        Ok(list) => {
+            for w in list.warnings() {
+                crate::log::warn(w);
+            }
+            Some(std::sync::Arc::new(std::sync::Mutex::new(list)))
+        }
+        Err(e) => {
+            crate::log::warn(&e.to_string());
+            None
+        }
     }
 }

@@ -1,0 +1,376 @@
+//! Differential runs against Postfix's own smtp(8) in a throw-away Postfix instance:
+//! smtp_generic_maps and the header/body checks, same message through both agents,
+//! comparing what the server received and the check log lines.
+
+mod common;
+mod support;
+use common::Sink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DAEMON_DIR: &str = "/usr/lib/postfix/sbin";
+
+fn usable() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let ok = root && Path::new(DAEMON_DIR).join("master").exists() && which("sendmail");
+    if !ok {
+        eprintln!("SKIP: needs root and Debian's postfix (run make test-deps as root)");
+    }
+    ok
+}
+
+fn which(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// A Postfix instance whose `outpost` and `outpost-lmtp` transports run our binary.
+struct Instance {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+impl Instance {
+    fn start(transport: &str, extra_main: &str) -> Instance {
+        let dir = tempfile::Builder::new()
+            .prefix("outpost-pf")
+            .tempdir()
+            .expect("tmp");
+        let d = dir.path();
+        let _ = Command::new("chmod").arg("755").arg(d).status();
+        let conf = d.join("conf");
+        let libexec = d.join("libexec");
+        for sub in ["conf", "queue", "data", "libexec/outpost"] {
+            std::fs::create_dir_all(d.join(sub)).expect("mkdir");
+        }
+        let _ = Command::new("chown")
+            .args(["postfix:postfix"])
+            .arg(d.join("data"))
+            .status();
+        // daemon_directory: Postfix's daemons plus ours under outpost/ (process name
+        // smtp/lmtp, as master.cf `outpost/smtp` gives it).
+        for e in std::fs::read_dir(DAEMON_DIR).expect("daemon dir").flatten() {
+            // Hard links where possible: postfix-script warns about symlinks leaving the
+            // directory (harmless, but noisy in the maillog).
+            if std::fs::hard_link(e.path(), libexec.join(e.file_name())).is_err() {
+                let _ = std::os::unix::fs::symlink(e.path(), libexec.join(e.file_name()));
+            }
+        }
+        for name in ["smtp", "lmtp"] {
+            std::fs::copy(
+                env!("CARGO_BIN_EXE_outpost"),
+                libexec.join("outpost").join(name),
+            )
+            .expect("copy outpost");
+        }
+        let _ = std::fs::copy("/etc/postfix/dynamicmaps.cf", conf.join("dynamicmaps.cf"));
+        let main = format!(
+            "compatibility_level = 3.6\nqueue_directory = {q}\ndata_directory = {data}\n\
+             daemon_directory = {lib}\nmail_owner = postfix\nsetgid_group = postdrop\n\
+             myhostname = postfix.test\nmydomain = postfix.test\nmydestination =\n\
+             inet_interfaces = loopback-only\ninet_protocols = ipv4\n\
+             maillog_file = {d}/maillog\nmaillog_file_prefixes = {d}\nalias_maps =\n\
+             queue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n\
+             transport_maps = texthash:{c}/transport\ndelay_warning_time = 0\n{extra_main}\n",
+            q = d.join("queue").display(),
+            data = d.join("data").display(),
+            lib = libexec.display(),
+            d = d.display(),
+            c = conf.display(),
+        );
+        std::fs::write(conf.join("main.cf"), main).expect("main.cf");
+        std::fs::write(conf.join("transport"), transport).expect("transport");
+        // Postfix's services (none chrooted) plus ours.
+        let master = format!(
+            "{}outpost   unix  -       -       n       -       -       outpost/smtp\n\
+             outpost-lmtp unix -     -       n       -       -       outpost/lmtp\n\
+             outpost-relay unix -    -       n       -       -       outpost/smtp\n  \
+             -o syslog_name=postfix/$service_name -o smtp_helo_name=relay.helo.test\n",
+            support::MASTER_CF
+        );
+        std::fs::write(conf.join("master.cf"), master).expect("master.cf");
+        let inst = Instance { dir, conf };
+        let out = Command::new("script")
+            .args([
+                "-qec",
+                &format!("postfix -c {} start", inst.conf.display()),
+                "/dev/null",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .expect("postfix start");
+        assert!(
+            out.status.success(),
+            "postfix start: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        inst
+    }
+
+    fn sendmail(&self, args: &[&str], msg: &[u8]) {
+        let mut c = Command::new("sendmail")
+            .arg("-C")
+            .arg(&self.conf)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sendmail");
+        if let Some(mut i) = c.stdin.take() {
+            use std::io::Write;
+            let _ = i.write_all(msg);
+        }
+        let _ = c.wait();
+    }
+
+    fn maillog(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
+    }
+
+    /// Wait until every needle is in the maillog; panic with the log if not.
+    fn wait_log(&self, needles: &[&str]) -> String {
+        let t = Instant::now();
+        loop {
+            let log = self.maillog();
+            if needles.iter().all(|n| log.contains(n)) {
+                return log;
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                panic!("timed out waiting for {needles:?} in maillog:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if std::env::var_os("OUTPOST_KEEP_TMP").is_some() {
+            let p = self.dir.path().to_path_buf();
+            eprintln!("kept {}", p.display());
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().expect("tmp"),
+            ));
+        }
+    }
+}
+
+/// Normalise what a sink received: the headers cleanup(8) adds differ between runs
+/// (Received with queue ids and times, Date, Message-Id) and are left out.
+fn comparable(msg: &[u8]) -> String {
+    let text = String::from_utf8_lossy(msg);
+    let mut out = Vec::new();
+    let mut skipping = false;
+    let mut in_head = true;
+    for line in text.split("\r\n") {
+        if in_head {
+            if line.is_empty() {
+                in_head = false;
+            } else if line.starts_with([' ', '\t']) {
+                if skipping {
+                    continue;
+                }
+            } else {
+                skipping = ["Received:", "Date:", "Message-Id:"]
+                    .iter()
+                    .any(|h| line.starts_with(h));
+                if skipping {
+                    continue;
+                }
+            }
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
+
+/// The header/body check log lines and table warnings, without time, pid and queue id.
+fn check_lines(log: &str, tag: &str) -> Vec<String> {
+    let mut v: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains(&format!("postfix/{tag}[")))
+        .filter_map(|l| l.split_once("]: ").map(|(_, rest)| rest.to_string()))
+        .map(|l| match l.split_once(": ") {
+            Some((id, rest)) if id.chars().all(|c| c.is_ascii_alphanumeric()) && id.len() >= 8 => {
+                format!("QID: {rest}")
+            }
+            _ => l,
+        })
+        .filter(|l| {
+            [
+                ": replace: ",
+                ": prepend: ",
+                ": strip: ",
+                ": warning: header",
+                ": info: ",
+                "unsupported command",
+                "multi-valued",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+const CHECK_MSG: &[u8] = b"From: Alice Example <alice@sender.test>\n\
+To: ok@dest.test, \"Some One\" <some.one@dest.test>,\n  third@elsewhere.test (third)\n\
+Cc: friends: bob@sender.test, carol@sender.test;\n\
+Reply-To: <alice+lists@sender.test>\n\
+Subject: secret plans for alice@sender.test\n\
+X-Drop: gone\n\
+X-Strip: gone too\n\
+X-Warn: stays\n\
+X-Reject: stays as well\n\
+MIME-Version: 1.0\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\n\
+\n\
+preamble\n\
+--b1\n\
+Content-Type: text/plain\n\
+X-Part: one\n\
+\n\
+password=hunter2\n\
+note this\n\
+--b1\n\
+Content-Type: message/rfc822\n\
+\n\
+From: inner@sender.test\n\
+X-Part: nested\n\
+\n\
+inner body\n\
+--b1--\n";
+
+#[test]
+fn generic_maps_and_checks_match_postfix_smtp() {
+    if !usable() {
+        return;
+    }
+    let mut runs = Vec::new();
+    for transport in ["smtp", "outpost"] {
+        let sink = Sink::start(&[]);
+        let map = format!("dest.test {transport}:[127.0.0.1]:{}\n", sink.port());
+        let tables = tempfile::tempdir().expect("tmp");
+        let t = tables.path();
+        let _ = Command::new("chmod").arg("755").arg(t).status();
+        std::fs::write(
+            t.join("generic"),
+            "alice@sender.test alice@public.example\n\
+             @sender.test @public.example\n\
+             ok@dest.test okay@dest.example\n",
+        )
+        .expect("generic");
+        std::fs::write(
+            t.join("header_checks"),
+            "/^Subject: secret/ REPLACE Subject: public\n\
+             /^X-Drop:/ IGNORE\n\
+             /^X-Strip:/ STRIP stripped it\n\
+             /^X-Warn:/ WARN looked at it\n\
+             /^From:/ PREPEND X-Pre: yes\n\
+             /^X-Reject:/ REJECT no way\n",
+        )
+        .expect("hc");
+        std::fs::write(
+            t.join("mime_checks"),
+            "/^Content-Type: text/ INFO text part\n/^X-Part:/ REPLACE X-Part: mime\n",
+        )
+        .expect("mc");
+        std::fs::write(
+            t.join("nested_checks"),
+            "/^X-Part:/ REPLACE X-Part: nested\n",
+        )
+        .expect("nc");
+        std::fs::write(
+            t.join("body_checks"),
+            "/^password/ REPLACE [redacted]\n/^note/ PREPEND before note\n/^preamble/ IGNORE\n",
+        )
+        .expect("bc");
+        let d = t.display();
+        let extra = format!(
+            "smtp_generic_maps = texthash:{d}/generic\n\
+             smtp_header_checks = regexp:{d}/header_checks\n\
+             smtp_mime_header_checks = regexp:{d}/mime_checks\n\
+             smtp_nested_header_checks = regexp:{d}/nested_checks\n\
+             smtp_body_checks = regexp:{d}/body_checks\n\
+             recipient_delimiter = +\n"
+        );
+        let pf = Instance::start(&map, &extra);
+        pf.sendmail(
+            &["-f", "alice@sender.test", "ok@dest.test", "other@dest.test"],
+            CHECK_MSG,
+        );
+        let log = pf.wait_log(&["to=<ok@dest.test>", "to=<other@dest.test>"]);
+        assert!(log.contains("status=sent"), "{transport}: {log}");
+        let msgs = sink.messages();
+        assert_eq!(msgs.len(), 1, "{transport}: {log}");
+        runs.push((
+            transport,
+            comparable(&sink.body(0)),
+            sink.meta(0, "Mail"),
+            sink.rcpts(0),
+            check_lines(&log, "smtp"),
+        ));
+    }
+    let (_, pf_body, pf_mail, pf_rcpts, pf_log) = &runs[0];
+    let (_, op_body, op_mail, op_rcpts, op_log) = &runs[1];
+    assert_eq!(op_mail, pf_mail);
+    assert_eq!(op_rcpts, pf_rcpts);
+    assert_eq!(op_body, pf_body, "message as received");
+    assert_eq!(op_log, pf_log, "check log lines");
+    // The scenario really exercised the features.
+    assert!(pf_body.contains("alice@public.example"), "{pf_body}");
+    assert!(
+        pf_log.iter().any(|l| l.contains("replace: header Subject")),
+        "{pf_log:?}"
+    );
+}
+
+/// smtp_connection_cache_destinations as a string list with a table element: the
+/// destination is found in the table, so connections are cached and reused.
+#[test]
+fn connection_cache_destinations_from_a_table() {
+    if !usable() {
+        return;
+    }
+    const N: usize = 4;
+    let sink = Sink::start(&[]);
+    let map = format!("dest.test outpost:[127.0.0.1]:{}\n", sink.port());
+    let tables = tempfile::tempdir().expect("tmp");
+    let _ = Command::new("chmod").arg("755").arg(tables.path()).status();
+    let t = tables.path().join("cache_dest");
+    std::fs::write(&t, "127.0.0.1 yes\n").expect("table");
+    let pf = Instance::start(
+        &map,
+        &format!(
+            "smtp_connection_cache_destinations = !other.test, texthash:{}\n\
+             outpost_destination_concurrency_limit = 1\n\
+             smtp_connection_cache_time_limit = 10s\n",
+            t.display()
+        ),
+    );
+    for i in 0..N {
+        pf.sendmail(
+            &["-f", "s@sender.test", &format!("r{i}@dest.test")],
+            b"Subject: x\n\nx\n",
+        );
+    }
+    let needles: Vec<String> = (0..N).map(|i| format!("to=<r{i}@dest.test>")).collect();
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    let log = pf.wait_log(&needles);
+    assert!(log.contains("conn_use="), "no reused connection:\n{log}");
+}
