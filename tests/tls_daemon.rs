@@ -10,192 +10,23 @@
 //! services `smtpw` / `outpostw`).
 
 mod common;
+mod pf_instance;
 mod support;
+use pf_instance::{Instance, usable};
 mod tls_pki;
 use common::Sink;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tls_pki::pki;
 
-const DAEMON_DIR: &str = "/usr/lib/postfix/sbin";
+/// Postfix's smtp and Outpost, each also as a wrapper-mode (port 465 style) service.
+const WRAPPER_SERVICES: &str = "smtpw     unix  -       -       n       -       -       smtp\n  \
+     -o smtp_tls_wrappermode=yes -o smtp_tls_security_level=encrypt\n\
+     outpostw  unix  -       -       n       -       -       outpost/smtp\n  \
+     -o smtp_tls_wrappermode=yes -o smtp_tls_security_level=encrypt\n";
 
-fn usable() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    let ok = root && Path::new(DAEMON_DIR).join("master").exists() && which("sendmail");
-    if !ok {
-        eprintln!("SKIP: needs root and Debian's postfix (run make test-deps as root)");
-    }
-    ok
-}
-
-fn which(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// A Postfix instance whose `outpost` and `outpost-lmtp` transports run our binary.
-#[allow(dead_code)]
-struct Instance {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
-}
-
-#[allow(dead_code)]
-impl Instance {
-    fn start(transport: &str, extra_main: &str) -> Instance {
-        let dir = tempfile::Builder::new()
-            .prefix("outpost-pf")
-            .tempdir()
-            .expect("tmp");
-        let d = dir.path();
-        let _ = Command::new("chmod").arg("755").arg(d).status();
-        let conf = d.join("conf");
-        let libexec = d.join("libexec");
-        for sub in ["conf", "queue", "data", "libexec/outpost"] {
-            std::fs::create_dir_all(d.join(sub)).expect("mkdir");
-        }
-        let _ = Command::new("chown")
-            .args(["postfix:postfix"])
-            .arg(d.join("data"))
-            .status();
-        // daemon_directory: Postfix's daemons plus ours under outpost/ (process name
-        // smtp/lmtp, as master.cf `outpost/smtp` gives it).
-        for e in std::fs::read_dir(DAEMON_DIR).expect("daemon dir").flatten() {
-            // Hard links where possible: postfix-script warns about symlinks leaving the
-            // directory (harmless, but noisy in the maillog).
-            if std::fs::hard_link(e.path(), libexec.join(e.file_name())).is_err() {
-                let _ = std::os::unix::fs::symlink(e.path(), libexec.join(e.file_name()));
-            }
-        }
-        for name in ["smtp", "lmtp"] {
-            std::fs::copy(
-                env!("CARGO_BIN_EXE_outpost"),
-                libexec.join("outpost").join(name),
-            )
-            .expect("copy outpost");
-        }
-        let _ = std::fs::copy("/etc/postfix/dynamicmaps.cf", conf.join("dynamicmaps.cf"));
-        let main = format!(
-            "compatibility_level = 3.6\nqueue_directory = {q}\ndata_directory = {data}\n\
-             daemon_directory = {lib}\nmail_owner = postfix\nsetgid_group = postdrop\n\
-             myhostname = postfix.test\nmydomain = postfix.test\nmydestination =\n\
-             inet_interfaces = loopback-only\ninet_protocols = ipv4\n\
-             maillog_file = {d}/maillog\nmaillog_file_prefixes = {d}\nalias_maps =\n\
-             queue_run_delay = 1s\nminimal_backoff_time = 1s\nmaximal_backoff_time = 2s\n\
-             transport_maps = texthash:{c}/transport\ndelay_warning_time = 0\n{extra_main}\n",
-            q = d.join("queue").display(),
-            data = d.join("data").display(),
-            lib = libexec.display(),
-            d = d.display(),
-            c = conf.display(),
-        );
-        std::fs::write(conf.join("main.cf"), main).expect("main.cf");
-        std::fs::write(conf.join("transport"), transport).expect("transport");
-        // Postfix's services (none chrooted) plus ours.
-        let master = format!(
-            "{}outpost   unix  -       -       n       -       -       outpost/smtp\n\
-             outpost-lmtp unix -     -       n       -       -       outpost/lmtp\n\
-             outpost-relay unix -    -       n       -       -       outpost/smtp\n  \
-             -o syslog_name=postfix/$service_name -o smtp_helo_name=relay.helo.test\n\
-             smtpw     unix  -       -       n       -       -       smtp\n  \
-             -o smtp_tls_wrappermode=yes -o smtp_tls_security_level=encrypt\n\
-             outpostw  unix  -       -       n       -       -       outpost/smtp\n  \
-             -o smtp_tls_wrappermode=yes -o smtp_tls_security_level=encrypt\n",
-            support::MASTER_CF
-        );
-        std::fs::write(conf.join("master.cf"), master).expect("master.cf");
-        let inst = Instance { dir, conf };
-        let out = Command::new("script")
-            .args([
-                "-qec",
-                &format!("postfix -c {} start", inst.conf.display()),
-                "/dev/null",
-            ])
-            .stdin(Stdio::null())
-            .output()
-            .expect("postfix start");
-        assert!(
-            out.status.success(),
-            "postfix start: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        inst
-    }
-
-    fn sendmail(&self, args: &[&str], msg: &[u8]) {
-        let mut c = Command::new("sendmail")
-            .arg("-C")
-            .arg(&self.conf)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sendmail");
-        if let Some(mut i) = c.stdin.take() {
-            use std::io::Write;
-            let _ = i.write_all(msg);
-        }
-        let _ = c.wait();
-    }
-
-    fn maillog(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
-    }
-
-    /// Wait until every needle is in the maillog; panic with the log if not.
-    fn wait_log(&self, needles: &[&str]) -> String {
-        let t = Instant::now();
-        loop {
-            let log = self.maillog();
-            if needles.iter().all(|n| log.contains(n)) {
-                return log;
-            }
-            if t.elapsed() > Duration::from_secs(20) {
-                panic!("timed out waiting for {needles:?} in maillog:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn mailq(&self) -> String {
-        Command::new("postqueue")
-            .arg("-c")
-            .arg(&self.conf)
-            .arg("-p")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap_or_default()
-    }
-
-    fn queue_dir(&self) -> PathBuf {
-        self.dir.path().join("queue")
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = Command::new("postfix")
-            .arg("-c")
-            .arg(&self.conf)
-            .arg("stop")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if std::env::var_os("OUTPOST_KEEP_TMP").is_some() {
-            let p = self.dir.path().to_path_buf();
-            eprintln!("kept {}", p.display());
-            std::mem::forget(std::mem::replace(
-                &mut self.dir,
-                tempfile::tempdir().expect("tmp"),
-            ));
-        }
-    }
+fn start_instance(transport: &str, extra_main: &str) -> Instance {
+    Instance::start_full(transport, extra_main, WRAPPER_SERVICES, false)
 }
 
 const MSG: &[u8] = b"Subject: tls via postfix\nFrom: s@sender.test\n\nhello over tls\n";
@@ -509,7 +340,7 @@ fn tls_levels_and_policies_like_postfix_smtp() {
         ca = k.p("ca.pem"),
         p = pfile.display()
     );
-    let pf = Instance::start(&transport, &main);
+    let pf = start_instance(&transport, &main);
     for (a, b) in &sides {
         for side in [a, b] {
             pf.sendmail(&["-f", "s@sender.test", &format!("r@{}", side.domain)], MSG);
