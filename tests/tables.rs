@@ -439,6 +439,40 @@ fn inline_and_static_match_postmap() {
     );
 }
 
+/// Rule tables given inline (`pcre:{{/re/ value}, ...}`, also regexp and cidr) give
+/// postmap's answers; a rule without its own braces is refused with Postfix's words.
+#[test]
+fn inline_rule_tables_match_postmap() {
+    let Some(pf) = postfix() else { return };
+    let probes: Vec<String> = ["x", "xy", "y", "zzz", "10.1.2.3", "192.0.2.1"]
+        .map(String::from)
+        .to_vec();
+    let mut maps = vec![
+        "regexp:{{/^x$/ one}, {/y/ two words}}".to_string(),
+        "cidr:{{10.0.0.0/8 ten}, {192.0.2.0/24 doc}}".to_string(),
+    ];
+    if have(&pf, "pcre") {
+        maps.push("pcre:{{/^x/ first}, { /y$/ second }}".to_string());
+    }
+    for m in &maps {
+        compare(&pf, m, false, &probes);
+    }
+    let bad = "regexp:{/x/ 1}";
+    let out = Command::new("postmap")
+        .arg("-c")
+        .arg(pf.conf(false))
+        .args(["-q", "x", bad])
+        .output()
+        .expect("postmap");
+    assert!(!out.status.success());
+    let e = Maps::open_strict("t", bad, &MapsOptions::default()).expect_err("bad inline rules");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&e.message),
+        "{e} vs {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Open failures are errors naming the table, and a lookup through a broken table
 /// defers (Temporary) with Postfix's wording.
 #[test]

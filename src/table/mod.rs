@@ -262,6 +262,29 @@ pub const SUPPORTED_TYPES: &[&str] = &[
 ];
 
 fn read_source(spec: &str, kind: &str, path: &str) -> Result<Vec<u8>, TableError> {
+    // `type:{{rule}, {rule}}`: the rules inline, each in its own braces (Postfix 3.7).
+    if path.starts_with('{') {
+        let map = spec.split_once(':').map(|(k, _)| k).unwrap_or(spec);
+        let inner = text::strip_braces(path)
+            .map_err(|e| TableError::config(spec, format!("{map} map: {e}")))?;
+        let mut data = Vec::new();
+        for rule in text::tokens_with_braces(inner, b", \t\r\n") {
+            let body = if rule.starts_with('{') {
+                text::strip_braces(rule).ok()
+            } else {
+                None
+            };
+            let Some(body) = body else {
+                return Err(TableError::config(
+                    spec,
+                    format!("{map} map: no '{{' at start of text in \"{rule}\""),
+                ));
+            };
+            data.extend_from_slice(body.trim().as_bytes());
+            data.push(b'\n');
+        }
+        return Ok(data);
+    }
     std::fs::read(path).map_err(|e| TableError {
         class: ErrorClass::Temporary,
         table: spec.to_string(),
