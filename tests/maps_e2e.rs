@@ -495,3 +495,35 @@ fn generic_maps_extensions_propagate_only_when_configured() {
         assert_eq!(sink.rcpts(0), want, "{propagate}");
     }
 }
+
+/// debug_peer_list: the dialogue with a matching server (by address, by a cidr table)
+/// goes to the log as Postfix's verbose smtp writes it; other servers stay quiet.
+#[test]
+fn debug_peer_list_logs_the_dialogue_of_matching_servers() {
+    let sink = Sink::start(&[]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let cidr = dir.path().join("peers.cidr");
+    std::fs::write(&cidr, "127.0.0.0/8 yes\n").expect("cidr");
+    let tables = format!("cidr:{}", cidr.display());
+    for list in ["127.0.0.1", tables.as_str()] {
+        let run = send(
+            &sink.dest(),
+            &["-o", &format!("debug_peer_list={list}")],
+            &["r@example.net"],
+            MSG,
+        );
+        assert!(run.result("r@example.net").contains(": sent "), "{run}");
+        let port = sink.port();
+        let sent = format!("> 127.0.0.1[127.0.0.1]:{port}: MAIL FROM:<sender@example.org>");
+        let got = format!("< 127.0.0.1[127.0.0.1]:{port}: 250 2.0.0 Ok");
+        assert!(run.stderr.contains(&sent), "{list}: {run}");
+        assert!(run.stderr.contains(&got), "{list}: {run}");
+    }
+    let run = send(
+        &sink.dest(),
+        &["-o", "debug_peer_list=192.0.2.1, !127.0.0.1"],
+        &["r@example.net"],
+        MSG,
+    );
+    assert!(!run.stderr.contains("MAIL FROM:<"), "{run}");
+}

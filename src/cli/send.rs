@@ -199,7 +199,10 @@ fn deliver_group(
             let hops = route::plan(nexthop, rp, lookup);
             let mut tracer = |peer: &Peer| -> Option<Tracer> {
                 if !verbose {
-                    return None;
+                    // debug_peer_list: the dialogue with matching servers is logged.
+                    return params
+                        .debug_peer(peer)
+                        .then(|| crate::session::conn::logging_tracer(peer.namaddrport()));
                 }
                 let name = peer.namaddrport();
                 Some(Box::new(move |dir: Dir, data: &[u8]| {

@@ -292,7 +292,12 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> (i32, Option<crate::
             req.flags & request::DEL_REQ_FLAG_CONN_STORE != 0,
         );
         let hops = route::plan(&req.nexthop, &rp, lookup.as_ref());
-        let mut no_trace = |_: &Peer| -> Option<Tracer> { None };
+        // debug_peer_list: the dialogue with matching servers goes to the log.
+        let mut no_trace = |peer: &Peer| -> Option<Tracer> {
+            params
+                .debug_peer(peer)
+                .then(|| crate::session::conn::logging_tracer(peer.namaddrport()))
+        };
         dl.run_hops(&hops, &mut content, &mut no_trace);
         corrupt = dl.corrupt;
         hop_status = dl.hop_status.take();

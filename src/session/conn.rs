@@ -84,6 +84,18 @@ pub enum Dir {
 
 pub type Tracer = Box<dyn FnMut(Dir, &[u8]) + Send>;
 
+/// A tracer that logs the dialogue as Postfix's smtp does in verbose mode
+/// ("> host[addr]:port: COMMAND", "< host[addr]:port: reply"), for debug_peer_list.
+pub fn logging_tracer(namaddrport: String) -> Tracer {
+    Box::new(move |dir: Dir, data: &[u8]| {
+        let arrow = if dir == Dir::Sent { '>' } else { '<' };
+        crate::log::info(&format!(
+            "{arrow} {namaddrport}: {}",
+            String::from_utf8_lossy(data)
+        ));
+    })
+}
+
 /// One line read from the peer.
 pub struct Line {
     /// The line without its CRLF/LF; truncated at the caller's limit.

@@ -58,6 +58,9 @@ pub struct Params {
     pub cache_destinations: Vec<String>,
     /// The same list as a Postfix string list (patterns, !negation, /file, type:table).
     pub cache_destination_list: Option<std::sync::Arc<std::sync::Mutex<crate::table::MatchList>>>,
+    /// debug_peer_list: servers whose SMTP dialogue is logged (Postfix raises the
+    /// verbosity by debug_peer_level, which logs the dialogue).
+    pub debug_peers: Option<std::sync::Arc<std::sync::Mutex<crate::table::MatchList>>>,
     pub cache_time_limit: Duration,
     pub reuse_time_limit: Duration,
     pub reuse_count_limit: u32,
@@ -124,6 +127,7 @@ impl Default for Params {
             cache_on_demand: true,
             cache_destinations: Vec::new(),
             cache_destination_list: None,
+            debug_peers: None,
             cache_time_limit: Duration::from_secs(2),
             reuse_time_limit: Duration::from_secs(300),
             reuse_count_limit: 0,
@@ -196,6 +200,13 @@ impl Params {
             cache_on_demand: cfg.bool("smtp_connection_cache_on_demand"),
             cache_destinations: cfg.list("smtp_connection_cache_destinations"),
             cache_destination_list: cache_list(cfg),
+            debug_peers: {
+                let parent = cfg
+                    .list("parent_domain_matches_subdomains")
+                    .iter()
+                    .any(|p| p == "debug_peer_list");
+                match_list(cfg, "debug_peer_list", parent)
+            },
             cache_time_limit: cfg.time("smtp_connection_cache_time_limit"),
             reuse_time_limit: cfg.time("smtp_connection_reuse_time_limit"),
             reuse_count_limit: u32::try_from(cfg.int("smtp_connection_reuse_count_limit").max(0))
@@ -253,6 +264,18 @@ impl Params {
         }
     }
 
+    /// Whether debug_peer_list names this server (by host name or address).
+    pub fn debug_peer(&self, peer: &super::Peer) -> bool {
+        match &self.debug_peers {
+            Some(list) => list
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .matches_host(&peer.name, &peer.addr)
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
     pub fn proto(&self) -> &'static str {
         if self.lmtp { "LMTP" } else { "ESMTP" }
     }
@@ -276,12 +299,21 @@ pub fn tls_level_number(level: &str) -> u8 {
 /// smtp_connection_cache_destinations as a string list; `None` when empty or malformed
 /// (then the plain names are compared).
 fn cache_list(cfg: &Config) -> Option<std::sync::Arc<std::sync::Mutex<crate::table::MatchList>>> {
-    let value = cfg.get("smtp_connection_cache_destinations");
+    match_list(cfg, "smtp_connection_cache_destinations", false)
+}
+
+/// A Postfix match list parameter, opened once; `None` when empty or malformed (logged).
+fn match_list(
+    cfg: &Config,
+    param: &str,
+    parent: bool,
+) -> Option<std::sync::Arc<std::sync::Mutex<crate::table::MatchList>>> {
+    let value = cfg.get(param);
     if value.trim().is_empty() {
         return None;
     }
-    let name = cfg.name_for("smtp_connection_cache_destinations");
-    match crate::table::MatchList::new(&name, &value, false, cfg.bool("smtputf8_enable")) {
+    let name = cfg.name_for(param);
+    match crate::table::MatchList::new(&name, &value, parent, cfg.bool("smtputf8_enable")) {
         Ok(list) => {
             for w in list.warnings() {
                 crate::log::warn(w);
