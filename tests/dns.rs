@@ -556,3 +556,60 @@ fn disable_dns_lookups_skips_mx() {
     is_sent(&run, "rcpt@nodns.test", "nodns.test[127.0.0.3]:25");
     assert!(s2.messages().is_empty(), "{why}");
 }
+
+// smtp_dns_reply_filter: records whose text form ("name. ttl IN TYPE data") matches an
+// IGNORE rule are dropped (and logged), so the better MX is skipped; a filter that drops
+// every record defers with Postfix's 4.7.0 text; an unknown action fails the lookup softly.
+#[test]
+fn dns_reply_filter_drops_records() {
+    let Some(mut net) = Net::start(&pref_records()) else {
+        return;
+    };
+    let s2 = net.sink("127.0.0.2:25", &[]);
+    let s3 = net.sink("127.0.0.3:25", &[]);
+    let run = net.send(
+        &[
+            "-o",
+            "smtp_dns_reply_filter=regexp:{{/ IN MX 10 mx1\\.pref\\.test\\.$$/ IGNORE}}",
+        ],
+        &["rcpt@pref.test"],
+    );
+    let why = show(&net, &run, &[&s2, &s3]);
+    is_sent(&run, "rcpt@pref.test", "mx2.pref.test[127.0.0.3]:25");
+    assert!(
+        run.stderr.contains("ignoring DNS RR: pref.test. ")
+            && run.stderr.contains(" IN MX 10 mx1.pref.test."),
+        "{why}"
+    );
+    assert_eq!(s2.sessions(), 0, "{why}");
+
+    let run = net.send(
+        &["-o", "smtp_dns_reply_filter=regexp:{{/ IN MX / IGNORE}}"],
+        &["rcpt@pref.test"],
+    );
+    let why = show(&net, &run, &[&s2, &s3]);
+    assert_eq!(run.code, EX_TEMPFAIL, "{why}");
+    assert!(
+        run.result("rcpt@pref.test").contains(
+            "deferred dsn=4.7.0 relay=none (Error looking up name=pref.test type=MX: DNS reply filter drops all results)"
+        ),
+        "{why}"
+    );
+
+    let run = net.send(
+        &["-o", "smtp_dns_reply_filter=regexp:{{/ IN A / DISCARD}}"],
+        &["rcpt@pref.test"],
+    );
+    let why = show(&net, &run, &[&s2, &s3]);
+    assert_eq!(run.code, EX_TEMPFAIL, "{why}");
+    assert!(
+        run.stderr
+            .contains("smtp_dns_reply_filter: unknown DNS filter action: \"DISCARD\""),
+        "{why}"
+    );
+    assert!(
+        run.result("rcpt@pref.test")
+            .contains("Invalid DNS reply filter syntax"),
+        "{why}"
+    );
+}

@@ -220,6 +220,7 @@ enum Form {
     Loop,
     InvalidName,
     Policy,
+    FilterSyntax,
 }
 
 /// A failed lookup: Postfix's class, the name and type it concerns, and detail for logs.
@@ -287,6 +288,9 @@ impl DnsError {
             Form::Policy => format!(
                 "Error looking up name={name} type={qtype}: DNS reply filter drops all results"
             ),
+            Form::FilterSyntax => format!(
+                "Error looking up name={name} type={qtype}: Invalid DNS reply filter syntax"
+            ),
         }
     }
 }
@@ -309,11 +313,29 @@ impl fmt::Display for DnsError {
 
 impl std::error::Error for DnsError {}
 
+/// smtp_dns_reply_filter: looks up a record's text form ("name. ttl IN TYPE data") and
+/// returns the table's action (`None`: keep the record); `Err` is a table error.
+pub type RrLookup = dyn Fn(&str) -> Result<Option<String>, String> + Send + Sync;
+
+/// The reply filter with its parameter name (for warnings).
+#[derive(Clone)]
+pub struct RrFilter {
+    pub title: String,
+    pub lookup: Arc<RrLookup>,
+}
+
+impl fmt::Debug for RrFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RrFilter({})", self.title)
+    }
+}
+
 /// The stub resolver. Cheap to clone; clones share the rotation counter.
 #[derive(Clone, Debug)]
 pub struct Resolver {
     config: Config,
     next: Arc<AtomicUsize>,
+    filter: Option<RrFilter>,
 }
 
 impl Resolver {
@@ -321,6 +343,7 @@ impl Resolver {
         Resolver {
             config,
             next: Arc::new(AtomicUsize::new(0)),
+            filter: None,
         }
     }
 
@@ -342,23 +365,77 @@ impl Resolver {
         r
     }
 
+    /// The same resolver with smtp_dns_reply_filter applied to MX, A and AAAA answers.
+    pub fn with_filter(&self, filter: Option<RrFilter>) -> Resolver {
+        let mut r = self.clone();
+        r.filter = filter;
+        r
+    }
+
+    /// Postfix's dns_rr_filter_execute(): each record's text form is looked up; IGNORE
+    /// drops it (logged), any other action or a table error fails the lookup (DNS_RETRY,
+    /// "Invalid DNS reply filter syntax"), and a reply left empty is DNS_POLICY.
+    fn filter<T>(
+        &self,
+        mut answer: Answer<T>,
+        qtype: &'static str,
+        text: impl Fn(&T) -> String,
+    ) -> Result<Answer<T>, DnsError> {
+        let Some(f) = &self.filter else {
+            return Ok(answer);
+        };
+        let owner = answer.canonical_name.clone();
+        let invalid = || DnsError::new(DnsErrorKind::Retry, Form::FilterSyntax, &owner, qtype);
+        let mut kept = Vec::with_capacity(answer.records.len());
+        for rec in answer.records {
+            let rr = format!("{owner}. {} IN {qtype} {}", answer.ttl, text(&rec));
+            match (f.lookup)(&rr) {
+                Ok(None) => kept.push(rec),
+                Ok(Some(action)) => {
+                    let word = action.split([' ', '\t']).next().unwrap_or("");
+                    if word.eq_ignore_ascii_case("IGNORE") {
+                        crate::log::info(&format!("ignoring DNS RR: {rr}"));
+                    } else {
+                        crate::log::warn(&format!(
+                            "{}: unknown DNS filter action: \"{action}\"",
+                            f.title
+                        ));
+                        return Err(invalid());
+                    }
+                }
+                Err(e) => {
+                    crate::log::warn(&e);
+                    return Err(invalid());
+                }
+            }
+        }
+        if kept.is_empty() {
+            return Err(DnsError::policy(&owner, qtype));
+        }
+        answer.records = kept;
+        Ok(answer)
+    }
+
     /// MX records. A null MX is the error [`DnsErrorKind::NullMx`].
     pub fn mx(&self, name: &str) -> Result<Answer<Mx>, DnsError> {
-        self.lookup(name, RecordType::MX, extract_mx)
+        let a = self.lookup(name, RecordType::MX, extract_mx)?;
+        self.filter(a, "MX", |m| format!("{} {}.", m.preference, m.exchange))
     }
 
     pub fn a(&self, name: &str) -> Result<Answer<Ipv4Addr>, DnsError> {
-        self.lookup(name, RecordType::A, |rd, _| match rd {
+        let a = self.lookup(name, RecordType::A, |rd, _| match rd {
             RData::A(a) => Item::Keep(a.0),
             _ => Item::Other,
-        })
+        })?;
+        self.filter(a, "A", |ip| ip.to_string())
     }
 
     pub fn aaaa(&self, name: &str) -> Result<Answer<Ipv6Addr>, DnsError> {
-        self.lookup(name, RecordType::AAAA, |rd, _| match rd {
+        let a = self.lookup(name, RecordType::AAAA, |rd, _| match rd {
             RData::AAAA(a) => Item::Keep(a.0),
             _ => Item::Other,
-        })
+        })?;
+        self.filter(a, "AAAA", |ip| ip.to_string())
     }
 
     pub fn tlsa(&self, name: &str) -> Result<Answer<Tlsa>, DnsError> {

@@ -28,6 +28,8 @@ pub struct RouteParams {
     pub fallback_relays: Vec<String>,
     pub relayhost: String,
     pub select: SelectParams,
+    /// smtp_dns_reply_filter, when set.
+    pub dns_reply_filter: Option<dns::RrFilter>,
 }
 
 impl RouteParams {
@@ -75,8 +77,46 @@ impl RouteParams {
                 my_addrs,
                 cname_overrides: cfg.bool("smtp_cname_overrides_servername"),
             },
+            dns_reply_filter: reply_filter(cfg),
         }
     }
+}
+
+/// smtp_dns_reply_filter as a lookup over its tables (opened once; a table that cannot be
+/// opened fails its lookups, which fails the DNS lookup softly, as in Postfix).
+fn reply_filter(cfg: &crate::config::Config) -> Option<dns::RrFilter> {
+    let list = cfg.get("smtp_dns_reply_filter");
+    if list.trim().is_empty() {
+        return None;
+    }
+    let title = cfg.name_for("smtp_dns_reply_filter");
+    let opts = crate::table::MapsOptions {
+        utf8: cfg.bool("smtputf8_enable"),
+        fold: true,
+    };
+    let maps = match crate::table::Maps::open(&title, &list, &opts) {
+        Ok(m) => m,
+        Err(e) => {
+            crate::log::warn(&e.to_string());
+            return Some(dns::RrFilter {
+                title,
+                lookup: std::sync::Arc::new(move |_: &str| Err(e.to_string())),
+            });
+        }
+    };
+    for e in maps.open_errors() {
+        crate::log::warn(&e.to_string());
+    }
+    let maps = std::sync::Mutex::new(maps);
+    Some(dns::RrFilter {
+        title,
+        lookup: std::sync::Arc::new(move |rr: &str| {
+            maps.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .find(rr)
+                .map_err(|e| e.to_string())
+        }),
+    })
 }
 
 /// The addresses this host receives mail on, for "loops back to myself".
@@ -218,7 +258,11 @@ pub fn system_lookup(rp: &RouteParams) -> Box<dyn Lookup + Send + Sync> {
 /// Like `system_lookup`, asking this resolver (DNSSEC turned on per the settings).
 pub fn lookup_with(rp: &RouteParams, resolver: dns::Resolver) -> Box<dyn Lookup + Send + Sync> {
     Box::new(SystemLookup {
-        dns: rp.dns.then(|| resolver.with_dnssec(rp.dnssec)),
+        dns: rp.dns.then(|| {
+            resolver
+                .with_dnssec(rp.dnssec)
+                .with_filter(rp.dns_reply_filter.clone())
+        }),
         host_dns: rp.host_lookup_dns,
         host_native: rp.host_lookup_native,
     })
@@ -241,6 +285,7 @@ fn lookup_error(e: &dns::DnsError) -> select::LookupError {
         dns::DnsErrorKind::Fail => L::Fail(text),
         dns::DnsErrorKind::Inval => L::Inval(text),
         dns::DnsErrorKind::NullMx => L::NullMx(text),
+        dns::DnsErrorKind::Policy => L::Policy(text),
         _ => L::Retry(text),
     }
 }

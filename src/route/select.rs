@@ -22,6 +22,8 @@ pub enum LookupError {
     Inval(String),
     /// The domain publishes a null MX (DNS_NULLMX).
     NullMx(String),
+    /// smtp_dns_reply_filter dropped every record (DNS_POLICY).
+    Policy(String),
 }
 
 impl LookupError {
@@ -31,7 +33,8 @@ impl LookupError {
             | LookupError::Retry(t)
             | LookupError::Fail(t)
             | LookupError::Inval(t)
-            | LookupError::NullMx(t) => t,
+            | LookupError::NullMx(t)
+            | LookupError::Policy(t) => t,
         }
     }
 }
@@ -200,6 +203,7 @@ fn addr_one(
             let was_soft = soft(why);
             let status = match &e {
                 LookupError::Retry(_) => "4.4.3",
+                LookupError::Policy(_) => "4.7.0",
                 LookupError::Fail(_) => {
                     if was_soft {
                         "4.4.3"
@@ -321,6 +325,7 @@ pub fn domain_addr(dns: &dyn Lookup, domain: &str, p: &SelectParams) -> (Selecti
         Ok(mx) => mx,
         Err(LookupError::NotFound(_)) => return (host_addr(dns, domain, p), false),
         Err(LookupError::NullMx(t)) => return (Err(Dsn::new("5.1.10", t)), false),
+        Err(LookupError::Policy(t)) => return (Err(Dsn::new("4.7.0", t)), false),
         Err(e) => {
             let status = match e {
                 LookupError::Inval(_) => "5.4.4",
