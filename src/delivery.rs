@@ -602,30 +602,39 @@ impl<'a> Delivery<'a> {
         self.unkeep();
     }
 
-    fn labels(&self, peer: &Peer) -> (String, Option<String>) {
-        let (sasl, by_sender) = self.security.map(|s| s.sasl_labels()).unwrap_or_default();
-        let sender = by_sender.then_some(self.req.sender.as_str());
-        let endp = reuse::label(&reuse::LabelParts {
+    /// The sender field of cache labels: only with sender-dependent SASL credentials.
+    fn label_sender(&self) -> Option<&str> {
+        let (_, by_sender) = self.security.map(|s| s.sasl_labels()).unwrap_or_default();
+        by_sender.then_some(self.req.sender.as_str())
+    }
+
+    /// The cache label of a server (Postfix's endpoint label).
+    fn endp_label(&self, peer: &Peer) -> String {
+        let (sasl, _) = self.security.map(|s| s.sasl_labels()).unwrap_or_default();
+        reuse::label(&reuse::LabelParts {
             service: &self.params.service,
-            sender,
+            sender: self.label_sender(),
             cur_nexthop: sasl.then_some(self.hop_dest.as_str()),
             hostname: sasl.then_some(peer.name.as_str()),
             addr: Some((&peer.addr, peer.port)),
             tls_level: self.params.tls_level,
             smtputf8: self.req.smtputf8_required,
             ..Default::default()
-        });
-        let dest = self.request_nexthop.as_deref().map(|n| {
+        })
+    }
+
+    /// The cache label of the request's nexthop, while one is set.
+    fn dest_label(&self) -> Option<String> {
+        self.request_nexthop.as_deref().map(|n| {
             reuse::label(&reuse::LabelParts {
                 service: &self.params.service,
-                sender,
+                sender: self.label_sender(),
                 request_nexthop: Some(n),
                 tls_level: self.params.tls_level,
                 smtputf8: self.req.smtputf8_required,
                 ..Default::default()
             })
-        });
-        (endp, dest)
+        })
     }
 
     /// After the transaction: cache a session that is still good, QUIT one whose time
@@ -637,7 +646,7 @@ impl<'a> Delivery<'a> {
             sess.quit(self.params, &self.req.queue_id);
         }
         if sess.cacheable(self.params) && self.cache.is_some() {
-            let (endp_label, dest_label) = self.labels(&sess.peer);
+            let (endp_label, dest_label) = (self.endp_label(&sess.peer), self.dest_label());
             let dest = match (dest_label, &self.request_nexthop) {
                 (Some(l), Some(n)) => Some((l, reuse::dest_prop(n, &sess.peer, best_mx))),
                 _ => None,
@@ -664,12 +673,7 @@ impl<'a> Delivery<'a> {
         &mut self,
         tracer: &mut dyn FnMut(&Peer) -> Option<Tracer>,
     ) -> Option<(Session, bool)> {
-        let (_, dest) = self.labels(&Peer {
-            name: String::new(),
-            addr: String::new(),
-            port: 0,
-        });
-        let label = dest?;
+        let label = self.dest_label()?;
         let found = self.cache.as_deref_mut()?.find_dest(&label)?;
         let Some(b) = reuse::parse_dest_prop(&found.dest_prop) else {
             log::warn("smtp_session_activate: bad cached dest properties");
@@ -699,7 +703,7 @@ impl<'a> Delivery<'a> {
             return None;
         }
         let peer = Peer::of(ep, &self.params.myhostname);
-        let (label, _) = self.labels(&peer);
+        let label = self.endp_label(&peer);
         let found = self.cache.as_deref_mut()?.find_endp(&label)?;
         self.activate(found, peer, tracer)
     }
@@ -717,12 +721,9 @@ impl<'a> Delivery<'a> {
         self.cache_used.insert(peer_key(&sess.peer));
         match sess.rset_probe(self.params, &self.req.queue_id) {
             Ok(true) => Some(sess),
-            Ok(false) => {
-                sess.conn.close();
-                None
-            }
-            Err(_) => {
-                // Silent, as in Postfix: the probe is not part of sending mail.
+            // Refused or gone: dropped silently, as in Postfix (the probe is not part of
+            // sending mail).
+            Ok(false) | Err(_) => {
                 sess.conn.close();
                 None
             }

@@ -461,7 +461,7 @@ impl Session {
         if let Some(plan) = extras.and_then(|x| x.tls.as_ref())
             && plan.settings.wrappermode
         {
-            self.wrap_tls(plan, params)?;
+            self.wrap_tls(plan)?;
         }
         self.conn.set_timeout(params.helo_timeout);
         let where_ = "receiving the initial server greeting";

@@ -53,7 +53,7 @@ fn local(status: &str, text: String, send_quit: bool) -> Failure {
 }
 
 impl Session {
-    fn start_tls(&mut self, plan: &TlsPlan, params: &Params) -> Result<TlsInfo, Failure> {
+    fn start_tls(&mut self, plan: &TlsPlan) -> Result<TlsInfo, Failure> {
         let Some(ctx) = plan.ctx else {
             let (st, text) = crate::tls::smtp::engine_unavailable();
             return Err(local(&st, text, true));
@@ -70,8 +70,9 @@ impl Session {
         let mut info = None;
         let mut failure = None;
         // Whatever the server sent before the handshake is thrown away with the old
-        // stream's buffer: a reply injected there can never be read as a TLS reply.
-        let r = self
+        // stream's buffer: a reply injected there can never be read as a TLS reply. A
+        // failed handshake leaves a closed stream behind.
+        let swapped = self
             .conn
             .replace_stream(|old| match ctx.start(old, &props) {
                 Ok((stream, i)) => {
@@ -80,14 +81,12 @@ impl Session {
                 }
                 Err(e) => {
                     failure = Some(e);
-                    Ok(Box::new(super::conn::ClosedStream))
+                    Err(std::io::Error::other("TLS handshake failed"))
                 }
             });
-        let _ = r;
-        let _ = params;
-        match (info, failure) {
-            (Some(i), _) => Ok(i),
-            (None, e) => {
+        match (swapped, info, failure) {
+            (Ok(()), Some(i), _) => Ok(i),
+            (_, _, e) => {
                 if let Some(e) = &e {
                     for l in &e.log {
                         // Postfix reports "SSL_connect error to ..." as info; the
@@ -133,8 +132,8 @@ impl Session {
     }
 
     /// smtp_tls_wrappermode: TLS from the first byte, before the greeting.
-    pub(super) fn wrap_tls(&mut self, plan: &TlsPlan, params: &Params) -> Result<(), Failure> {
-        let info = self.start_tls(plan, params)?;
+    pub(super) fn wrap_tls(&mut self, plan: &TlsPlan) -> Result<(), Failure> {
+        let info = self.start_tls(plan)?;
         self.tls_wrapped = true;
         self.tls_established(plan, info)
     }
@@ -170,7 +169,7 @@ impl Session {
             self.conn.flush().map_err(io)?;
             let r = self.read_reply(queue_id).map_err(io)?;
             if r.class() == 2 {
-                let info = self.start_tls(plan, params)?;
+                let info = self.start_tls(plan)?;
                 self.tls_wrapped = true;
                 self.tls_established(plan, info)?;
                 self.conn.set_timeout(params.helo_timeout);
