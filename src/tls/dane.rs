@@ -57,22 +57,40 @@ pub enum DaneLookup {
     },
 }
 
+/// The warning about a skipped TLSA record, worded as Postfix's: the owner name, no colon
+/// after it, and long data shown as its first and last 32 bytes.
+fn carp(name: &str, why: &str, t: &Tlsa) -> String {
+    const HEAD: usize = 32;
+    const TAIL: usize = 32;
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02X}")).collect::<String>();
+    let d = &t.data;
+    let data = if d.len() > HEAD + TAIL {
+        format!("{}...{}", hex(&d[..HEAD]), hex(&d[d.len() - TAIL..]))
+    } else if d.is_empty() {
+        "...".to_string()
+    } else {
+        hex(d)
+    };
+    format!(
+        "{name} {why}: {} {} {} {data}",
+        t.usage, t.selector, t.mtype
+    )
+}
+
 /// Postfix's filter for one DNS TLSA record; `Err` is the warning text.
 fn usable(name: &str, t: &Tlsa) -> Result<TlsaRecord, String> {
-    let rec = TlsaRecord::new(t.usage, t.selector, t.mtype, t.data.clone());
     if !matches!(t.usage, 2 | 3) {
-        return Err(format!(
-            "{name}: unsupported TLSA certificate usage: {}",
-            rec.display()
-        ));
+        return Err(carp(name, "unsupported TLSA certificate usage", t));
     }
     if t.mtype == MTYPE_FPRINT {
-        return Err(format!(
-            "{name}: reserved private-use matching type: {}",
-            rec.display()
-        ));
+        return Err(carp(name, "reserved private-use matching type", t));
     }
-    Ok(rec)
+    Ok(TlsaRecord::new(
+        t.usage,
+        t.selector,
+        t.mtype,
+        t.data.clone(),
+    ))
 }
 
 /// Classifies the answer to `_port._tcp.host` TLSA; `Err` is the lookup problem (the
@@ -86,10 +104,17 @@ pub fn classify(
     let mut warnings = Vec::new();
     let result = match answer {
         Ok(a) if a.authentic => {
+            // Records found through a CNAME are named "query -> owner", as Postfix does.
+            let owner = a.canonical_name.trim_end_matches('.');
+            let shown = if owner.is_empty() || owner.eq_ignore_ascii_case(name) {
+                name.to_string()
+            } else {
+                format!("{name} -> {owner}")
+            };
             let recs: Vec<TlsaRecord> = a
                 .records
                 .iter()
-                .filter_map(|t| usable(name, t).map_err(|w| warnings.push(w)).ok())
+                .filter_map(|t| usable(&shown, t).map_err(|w| warnings.push(w)).ok())
                 .collect();
             if recs.is_empty() {
                 Ok(DaneLookup::Unusable)
@@ -254,9 +279,24 @@ mod tests {
         assert_eq!(
             w,
             vec![
-                "_25._tcp.mx.example: unsupported TLSA certificate usage: 1 0 1 0102",
-                "_25._tcp.mx.example: reserved private-use matching type: 2 0 255 0102"
+                "_25._tcp.mx.example unsupported TLSA certificate usage: 1 0 1 0102",
+                "_25._tcp.mx.example reserved private-use matching type: 2 0 255 0102"
             ]
+        );
+        // Long data is shown as its first and last 32 bytes; a CNAME as "query -> owner".
+        let mut long = t(1, 1, 1);
+        long.data = (0..70).collect();
+        let mut a = answer(true, vec![long]);
+        a.canonical_name = "_25._tcp.other.example".into();
+        let (_, w) = classify("mx.example", n, Ok(a));
+        let head: String = (0..32).map(|b| format!("{b:02X}")).collect();
+        let tail: String = (38..70).map(|b| format!("{b:02X}")).collect();
+        assert_eq!(
+            w,
+            vec![format!(
+                "_25._tcp.mx.example -> _25._tcp.other.example unsupported TLSA certificate \
+                 usage: 1 1 1 {head}...{tail}"
+            )]
         );
         let (r, _) = classify("mx.example", n, Ok(answer(true, vec![t(0, 0, 1)])));
         assert_eq!(r, Ok(DaneLookup::Unusable));

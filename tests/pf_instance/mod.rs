@@ -57,6 +57,18 @@ impl Instance {
         extra_master: &str,
         listen: bool,
     ) -> Instance {
+        Instance::start_in(None, transport, extra_main, extra_master, listen)
+    }
+
+    /// Like `start_full`, with master started inside the network namespace `ns` (by
+    /// `ip netns exec`, so its daemons also see the namespace's resolv.conf).
+    pub fn start_in(
+        ns: Option<&str>,
+        transport: &str,
+        extra_main: &str,
+        extra_master: &str,
+        listen: bool,
+    ) -> Instance {
         let dir = tempfile::Builder::new()
             .prefix("outpost-pf")
             .tempdir()
@@ -128,10 +140,13 @@ impl Instance {
             conf,
             smtpd_port,
         };
+        let prefix = ns
+            .map(|n| format!("ip netns exec {n} "))
+            .unwrap_or_default();
         let out = Command::new("script")
             .args([
                 "-qec",
-                &format!("postfix -c {} start", inst.conf.display()),
+                &format!("{prefix}postfix -c {} start", inst.conf.display()),
                 "/dev/null",
             ])
             .stdin(Stdio::null())
