@@ -19,14 +19,85 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tls_pki::pki;
 
-/// Postfix's smtp and Outpost, each also as a wrapper-mode (port 465 style) service.
-const WRAPPER_SERVICES: &str = "smtpw     unix  -       -       n       -       -       smtp\n  \
-     -o smtp_tls_wrappermode=yes -o smtp_tls_security_level=encrypt\n\
-     outpostw  unix  -       -       n       -       -       outpost/smtp\n  \
-     -o smtp_tls_wrappermode=yes -o smtp_tls_security_level=encrypt\n";
-
-fn start_instance(transport: &str, extra_main: &str) -> Instance {
-    Instance::start_full(transport, extra_main, WRAPPER_SERVICES, false)
+/// Services beside `smtp` and `outpost`: for each variant a Postfix smtp service and an
+/// Outpost one with the same `-o` settings (wrapper mode, verification depth, client
+/// certificate slots, smtp_tls_per_site tables, LMTP over TLS).
+fn extra_services(k: &tls_pki::Pki, per_site_must: &str, per_site_nopeer: &str) -> String {
+    let variants: Vec<(&str, &str, &str, String)> = vec![
+        (
+            "smtpw",
+            "outpostw",
+            "smtp",
+            "-o smtp_tls_wrappermode=yes -o smtp_tls_security_level=encrypt".into(),
+        ),
+        (
+            "smtpd0",
+            "outpostd0",
+            "smtp",
+            "-o smtp_tls_scert_verifydepth=0".into(),
+        ),
+        (
+            "smtpd1",
+            "outpostd1",
+            "smtp",
+            "-o smtp_tls_scert_verifydepth=1".into(),
+        ),
+        (
+            "smtpec",
+            "outpostec",
+            "smtp",
+            format!(
+                "-o smtp_tls_eccert_file={} -o smtp_tls_eckey_file={}",
+                k.p("ecclient.pem"),
+                k.p("ecclient.key")
+            ),
+        ),
+        (
+            "smtpdc",
+            "outpostdc",
+            "smtp",
+            format!(
+                "-o smtp_tls_dcert_file={} -o smtp_tls_dkey_file={}",
+                k.p("dclient.pem"),
+                k.p("dclient.key")
+            ),
+        ),
+        (
+            "smtpps1",
+            "outpostps1",
+            "smtp",
+            format!(
+                "-o smtp_tls_policy_maps= -o smtp_tls_security_level= \
+                 -o smtp_tls_per_site=texthash:{per_site_must}"
+            ),
+        ),
+        (
+            "smtpps2",
+            "outpostps2",
+            "smtp",
+            format!(
+                "-o smtp_tls_policy_maps= -o smtp_tls_security_level= \
+                 -o smtp_tls_per_site=texthash:{per_site_nopeer}"
+            ),
+        ),
+        (
+            "lmtpt",
+            "outpostlt",
+            "lmtp",
+            format!(
+                "-o lmtp_tls_security_level=encrypt -o lmtp_tls_CAfile={} \
+                 -o lmtp_tls_loglevel=1",
+                k.p("ca.pem")
+            ),
+        ),
+    ];
+    let mut m = String::new();
+    for (pf, op, prog, opts) in variants {
+        m.push_str(&format!(
+            "{pf} unix - - n - - {prog}\n  {opts}\n{op} unix - - n - - outpost/{prog}\n  {opts}\n"
+        ));
+    }
+    m
 }
 
 const MSG: &[u8] = b"Subject: tls via postfix\nFrom: s@sender.test\n\nhello over tls\n";
@@ -45,6 +116,9 @@ struct Scenario {
     needles: Vec<&'static str>,
     /// Delivered in the end.
     sent: bool,
+    /// The server's record of the TLS session must contain this (e.g. the client
+    /// certificate it saw).
+    server_has: Option<&'static str>,
 }
 
 struct Side {
@@ -76,7 +150,11 @@ fn lines_for(log: &str, side: &Side) -> Vec<String> {
     let dom = format!("@{}>", side.domain);
     let mut v: Vec<String> = log
         .lines()
-        .filter(|l| l.contains(" postfix/smtp[") || l.contains(" postfix/smtpw["))
+        .filter(|l| {
+            l.contains(" postfix/smtp[")
+                || l.contains(" postfix/smtpw[")
+                || l.contains(" postfix/lmtp[")
+        })
         .filter(|l| l.contains(&port) || l.contains(&dom))
         .filter_map(|l| l.split_once("]: ").map(|x| x.1.to_string()))
         .map(|l| {
@@ -147,6 +225,7 @@ fn tls_levels_and_policies_like_postfix_smtp() {
         transports: ("smtp", "outpost"),
         needles,
         sent,
+        server_has: None,
     };
     let established = "TLS connection established to ADDR";
     let mut scenarios = vec![
@@ -305,6 +384,91 @@ fn tls_levels_and_policies_like_postfix_smtp() {
     s.sink_opts = vec!["--tls-wrapper".into()];
     s.transports = ("smtpw", "outpostw");
     scenarios.push(s);
+    // smtp_tls_scert_verifydepth: chains leaf <- intermediate(s) <- root (in CAfile).
+    // Postfix allows the given number of intermediates beyond the first.
+    for (name, cert, tr, needle, sent) in [
+        (
+            "depth0-one",
+            "deep",
+            ("smtpd0", "outpostd0"),
+            "Verified TLS",
+            true,
+        ),
+        (
+            "depth0-two",
+            "deeper",
+            ("smtpd0", "outpostd0"),
+            "certificate chain longer than limit(1)",
+            false,
+        ),
+        (
+            "depth1-two",
+            "deeper",
+            ("smtpd1", "outpostd1"),
+            "Verified TLS",
+            true,
+        ),
+    ] {
+        let mut s = sc(
+            name,
+            Some(cert),
+            Some("secure match=mx.example.test"),
+            vec![needle],
+            sent,
+        );
+        s.transports = tr;
+        scenarios.push(s);
+    }
+    // Client certificates in the ECDSA and "DSA" slots (any key type loads there).
+    for (name, tr, cn) in [
+        (
+            "eccert",
+            ("smtpec", "outpostec"),
+            "client-cert=ecclient.test",
+        ),
+        ("dcert", ("smtpdc", "outpostdc"), "client-cert=dclient.test"),
+    ] {
+        let mut s = sc(
+            name,
+            Some("srv"),
+            Some("encrypt"),
+            vec!["Trusted TLS connection established to ADDR"],
+            true,
+        );
+        s.transports = tr;
+        s.server_has = Some(cn);
+        scenarios.push(s);
+    }
+    // The obsolete smtp_tls_per_site table, with no level and no policy table.
+    let mut s = sc(
+        "persite-must",
+        Some("srv"),
+        None,
+        vec![established, "Server certificate not verified"],
+        false,
+    );
+    s.transports = ("smtpps1", "outpostps1");
+    scenarios.push(s);
+    let mut s = sc(
+        "persite-nopeer",
+        Some("srv"),
+        None,
+        vec!["Trusted TLS connection established to ADDR"],
+        true,
+    );
+    s.transports = ("smtpps2", "outpostps2");
+    scenarios.push(s);
+    // LMTP over TCP with lmtp_tls_security_level = encrypt.
+    let mut s = sc(
+        "lmtp-encrypt",
+        Some("srv"),
+        None,
+        vec!["Trusted TLS connection established to ADDR"],
+        true,
+    );
+    s.sink_opts = vec!["--lmtp".into()];
+    s.transports = ("lmtpt", "outpostlt");
+    scenarios.push(s);
 
     // Two sides per scenario, each with its own sink, domain and policy entry.
     let mut sides: Vec<(Side, Side)> = Vec::new();
@@ -315,7 +479,11 @@ fn tls_levels_and_policies_like_postfix_smtp() {
             let sink = sink_for(s);
             let port = sink.port();
             let domain = format!("{}.{agent}.test", s.name);
-            transport.push_str(&format!("{domain} {tr}:[127.0.0.1]:{port}\n"));
+            if s.sink_opts.iter().any(|o| o == "--lmtp") {
+                transport.push_str(&format!("{domain} {tr}:inet:127.0.0.1:{port}\n"));
+            } else {
+                transport.push_str(&format!("{domain} {tr}:[127.0.0.1]:{port}\n"));
+            }
             if let Some(p) = &s.policy {
                 policy.push_str(&format!("[127.0.0.1]:{port} {p}\n"));
             }
@@ -340,7 +508,19 @@ fn tls_levels_and_policies_like_postfix_smtp() {
         ca = k.p("ca.pem"),
         p = pfile.display()
     );
-    let pf = start_instance(&transport, &main);
+    let must = pdir.path().join("per_site_must");
+    let nopeer = pdir.path().join("per_site_nopeer");
+    std::fs::write(&must, "127.0.0.1 MUST\n").expect("per_site");
+    std::fs::write(&nopeer, "127.0.0.1 MUST_NOPEERMATCH\n").expect("per_site");
+    for f in [&must, &nopeer] {
+        let _ = Command::new("chmod").arg("644").arg(f).status();
+    }
+    let services = extra_services(
+        k,
+        &must.display().to_string(),
+        &nopeer.display().to_string(),
+    );
+    let pf = Instance::start_full(&transport, &main, &services, false);
     for (a, b) in &sides {
         for side in [a, b] {
             pf.sendmail(&["-f", "s@sender.test", &format!("r@{}", side.domain)], MSG);
@@ -421,6 +601,14 @@ fn tls_levels_and_policies_like_postfix_smtp() {
                 if tls.is_empty() {
                     failures.push(format!(
                         "{} ({}): no TLS at the server",
+                        s.name, side.domain
+                    ));
+                }
+                if let Some(want) = s.server_has
+                    && !tls.iter().any(|t| t.contains(want))
+                {
+                    failures.push(format!(
+                        "{} ({}): server TLS record {tls:?} lacks {want}",
                         s.name, side.domain
                     ));
                 }

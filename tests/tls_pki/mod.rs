@@ -88,20 +88,27 @@ fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
 }
 
 fn key_and_csr(dir: &Path, name: &str, cn: &str) {
+    key_and_csr_with(dir, name, cn, &["-newkey", "rsa:2048"]);
+}
+
+/// Like `key_and_csr` with other key options (e.g. an EC key).
+fn key_and_csr_with(dir: &Path, name: &str, cn: &str, key: &[&str]) {
     openssl(
         dir,
         &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
+            &["req"][..],
+            key,
+            &[
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        ]
+        .concat(),
     );
 }
 
@@ -191,8 +198,29 @@ pub fn pki() -> &'static Pki {
         sign(d, "wrong", "ca", &leaf("DNS:other.example.test"), 30);
         key_and_csr(d, "deep", "mx.example.test");
         sign(d, "deep", "inter", &leaf("DNS:mx.example.test"), 30);
+        // Two intermediates: leaf <- inter2 <- inter <- root.
+        key_and_csr(d, "inter2", "Test Intermediate 2");
+        sign(
+            d,
+            "inter2",
+            "inter",
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n",
+            30,
+        );
+        key_and_csr(d, "deeper", "mx.example.test");
+        sign(d, "deeper", "inter2", &leaf("DNS:mx.example.test"), 30);
         key_and_csr(d, "client", "client.test");
         sign(d, "client", "ca", &leaf("DNS:client.test"), 30);
+        // Client certificates for the eccert and dcert slots.
+        key_and_csr_with(
+            d,
+            "ecclient",
+            "ecclient.test",
+            &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
+        );
+        sign(d, "ecclient", "ca", &leaf("DNS:ecclient.test"), 30);
+        key_and_csr(d, "dclient", "dclient.test");
+        sign(d, "dclient", "ca", &leaf("DNS:dclient.test"), 30);
         openssl(
             d,
             &[
@@ -217,6 +245,7 @@ pub fn pki() -> &'static Pki {
             chain(d, n, &[]);
         }
         chain(d, "deep", &["inter"]);
+        chain(d, "deeper", &["inter2", "inter"]);
         // CApath: the CA under "<subject hash>.0".
         let hash = String::from_utf8_lossy(&openssl(
             d,
