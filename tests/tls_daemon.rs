@@ -63,6 +63,16 @@ fn extra_services(k: &tls_pki::Pki, per_site_must: &str, per_site_nopeer: &str) 
             ),
         ),
         (
+            "smtpbk",
+            "outpostbk",
+            "smtp",
+            format!(
+                "-o smtp_tls_eccert_file={} -o smtp_tls_eckey_file={}",
+                k.p("ecclient.pem"),
+                k.p("client.key")
+            ),
+        ),
+        (
             "smtpps1",
             "outpostps1",
             "smtp",
@@ -439,6 +449,16 @@ fn tls_levels_and_policies_like_postfix_smtp() {
         s.server_has = Some(cn);
         scenarios.push(s);
     }
+    // A client key that does not match its certificate.
+    let mut s = sc(
+        "badkey",
+        Some("srv"),
+        Some("encrypt"),
+        vec!["TLS is required, but our TLS engine is unavailable"],
+        false,
+    );
+    s.transports = ("smtpbk", "outpostbk");
+    scenarios.push(s);
     // The obsolete smtp_tls_per_site table, with no level and no policy table.
     let mut s = sc(
         "persite-must",
@@ -622,6 +642,30 @@ fn tls_levels_and_policies_like_postfix_smtp() {
                     s.name
                 ));
             }
+        }
+    }
+    // Process-wide set-up warnings carry no destination: find them by the pid of the
+    // badkey service processes (which deliver nothing else).
+    for tag in ["pf", "op"] {
+        let dom = format!("@badkey.{tag}.test>");
+        let pids: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(&dom))
+            .filter_map(|l| {
+                l.split_once("postfix/smtp[")?
+                    .1
+                    .split_once(']')
+                    .map(|x| x.0)
+            })
+            .collect();
+        let warned = log.lines().any(|l| {
+            pids.iter()
+                .any(|p| l.contains(&format!("postfix/smtp[{p}]: ")))
+                && l.contains("warning: ECDSA private key in ")
+                && l.ends_with("ecclient.pem: disabling TLS support")
+        });
+        if !warned {
+            failures.push(format!("badkey ({tag}): no key mismatch warning"));
         }
     }
     assert!(

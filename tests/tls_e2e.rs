@@ -1248,3 +1248,170 @@ fn postfix_smtpd_as_tls_server_and_posttls_finger() {
         "outpost: {ours}\nposttls-finger: {theirs}"
     );
 }
+
+#[test]
+fn verify_depth_client_cert_slots_per_site_and_lmtp() {
+    if !usable() {
+        return;
+    }
+    let k = pki();
+    let dir = tempfile::tempdir().expect("tmp");
+    let secure = "smtp_tls_security_level=secure";
+    let matching = "smtp_tls_secure_cert_match=mx.example.test";
+    let ca = format!("smtp_tls_CAfile={}", k.p("ca.pem"));
+    // smtp_tls_scert_verifydepth: the limit counts intermediates beyond the first.
+    for (cert, depth, sent) in [("deep", 0, true), ("deeper", 0, false), ("deeper", 1, true)] {
+        let sink = tls_sink(cert, &[]);
+        let d = format!("smtp_tls_scert_verifydepth={depth}");
+        let run = deliver(&sink, &[secure, matching, &ca, &d]);
+        let what = format!("{cert} at depth {depth}");
+        if sent {
+            check(
+                &what,
+                &sink,
+                &run,
+                &Want {
+                    sent: true,
+                    log: &[VERIFIED],
+                    result: &[],
+                    tls: true,
+                },
+            );
+        } else {
+            check(
+                &what,
+                &sink,
+                &run,
+                &Want {
+                    sent: false,
+                    log: &[
+                        "certificate verification failed for ADDR: certificate chain longer than limit(1)",
+                    ],
+                    result: &["dsn=4.7.5", "Server certificate not verified"],
+                    tls: false,
+                },
+            );
+        }
+    }
+    // Client certificates: the ECDSA slot, the "DSA" slot, and no certificate.
+    for (opts, want) in [
+        (
+            vec![
+                format!("smtp_tls_eccert_file={}", k.p("ecclient.pem")),
+                format!("smtp_tls_eckey_file={}", k.p("ecclient.key")),
+            ],
+            "client-cert=ecclient.test",
+        ),
+        (
+            vec![
+                format!("smtp_tls_dcert_file={}", k.p("dclient.pem")),
+                format!("smtp_tls_dkey_file={}", k.p("dclient.key")),
+            ],
+            "client-cert=dclient.test",
+        ),
+        (Vec::new(), "client-cert=no"),
+    ] {
+        let sink = tls_sink("srv", &[]);
+        let mut o: Vec<&str> = vec!["smtp_tls_security_level=encrypt"];
+        o.extend(opts.iter().map(String::as_str));
+        let run = deliver(&sink, &o);
+        let h = tls_header(&sink).unwrap_or_else(|| panic!("no TLS: {run}"));
+        assert!(h.contains(want), "{want}: {h}\n{run}");
+    }
+    // A client key that does not match its certificate: Postfix gives up TLS for the
+    // session, so a mandatory level defers.
+    let sink = tls_sink("srv", &[]);
+    let run = deliver(
+        &sink,
+        &[
+            "smtp_tls_security_level=encrypt",
+            &format!("smtp_tls_eccert_file={}", k.p("ecclient.pem")),
+            &format!("smtp_tls_eckey_file={}", k.p("client.key")),
+        ],
+    );
+    assert!(
+        run.result(R)
+            .contains("TLS is required, but our TLS engine is unavailable"),
+        "{run}"
+    );
+    assert!(
+        run.stderr.contains("does not match public key in")
+            && run.stderr.contains("disabling TLS support"),
+        "{run}"
+    );
+    assert!(sink.messages().is_empty(), "{run}");
+    // smtp_tls_per_site (no level set): MUST verifies the name, MUST_NOPEERMATCH does not,
+    // NONE turns TLS off.
+    for (entry, w) in [
+        (
+            "MUST",
+            Want {
+                sent: false,
+                log: &[UNTRUSTED],
+                result: &["dsn=4.7.5", "Server certificate not verified"],
+                tls: false,
+            },
+        ),
+        (
+            "MUST_NOPEERMATCH",
+            Want {
+                sent: true,
+                log: &[TRUSTED],
+                result: &[],
+                tls: true,
+            },
+        ),
+        (
+            "NONE",
+            Want {
+                sent: true,
+                log: &[],
+                result: &[],
+                tls: false,
+            },
+        ),
+    ] {
+        let sink = tls_sink("srv", &[]);
+        let table = policy_table(&dir, &format!("127.0.0.1 {entry}\n"));
+        let run = deliver(
+            &sink,
+            &[
+                "smtp_tls_security_level=",
+                &ca,
+                &format!("smtp_tls_per_site={table}"),
+            ],
+        );
+        check(&format!("per_site {entry}"), &sink, &run, &w);
+    }
+    // LMTP over TCP with STARTTLS: the lmtp_tls_* parameters apply, not smtp_tls_*.
+    let sink = tls_sink("srv", &["--lmtp"]);
+    let dest = format!("inet:127.0.0.1:{}", sink.port());
+    let run = send(
+        &dest,
+        &[
+            "-o",
+            "lmtp_tls_loglevel=1",
+            "-o",
+            "lmtp_tls_security_level=verify",
+            "-o",
+            &format!("lmtp_tls_CAfile={}", k.p("ca.pem")),
+            "-o",
+            "lmtp_tls_verify_cert_match=mx.example.test",
+            "-o",
+            "smtp_tls_security_level=none",
+        ],
+        &[R],
+        MSG,
+    );
+    check(
+        "lmtp verify",
+        &sink,
+        &run,
+        &Want {
+            sent: true,
+            log: &[VERIFIED],
+            result: &[],
+            tls: true,
+        },
+    );
+}
