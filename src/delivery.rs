@@ -499,8 +499,22 @@ impl<'a> Delivery<'a> {
         } else {
             self.hop_dest.clone()
         };
-        let (domain, _) = crate::route::dest::cache_names(&dest);
         let unix = !matches!(ep.addr, crate::session::Address::Inet(_));
+        // LMTP: Postfix looks up TLS policy and SASL credentials under the destination
+        // without its "unix:" / "inet:" prefix, and a UNIX-domain server's TLS nexthop
+        // (certificate matching, SNI) is $myhostname.
+        let dest = match dest
+            .strip_prefix("unix:")
+            .or_else(|| dest.strip_prefix("inet:"))
+        {
+            Some(d) if self.params.lmtp => d.to_string(),
+            _ => dest,
+        };
+        let domain = if unix {
+            self.params.myhostname.clone()
+        } else {
+            crate::route::dest::cache_names(&dest).0
+        };
         let sec = self.security;
         let filter = |spec: &str, mech: &str| -> Result<bool, String> {
             match sec {
@@ -525,6 +539,7 @@ impl<'a> Delivery<'a> {
                 ) {
                     Ok(x) => {
                         if let Some(t) = &x.tls
+                            && !unix
                             && t.settings.wrappermode
                             && let Some(w) = crate::tls::smtp::wrappermode_level_warning(
                                 t.policy.level,

@@ -256,6 +256,7 @@ impl Security {
         unix: bool,
         force_plain: bool,
         dnssec: &Dnssec,
+        unix_may: &mut bool,
     ) -> Result<Option<TlsPlan<'a>>, Dsn> {
         if force_plain {
             return Ok(None);
@@ -316,22 +317,22 @@ impl Security {
         let mut pol = match res.result {
             Ok(p) => p,
             Err(e) => {
-                log::warn(&format!(
-                    "TLS policy lookup for {dest}/{host}: {}",
-                    e.reason
-                ));
+                // Postfix words the UNIX-domain case differently (host/path).
+                log::warn(&if unix {
+                    format!("TLS policy lookup error for {host}/{addr}: {}", e.reason)
+                } else {
+                    format!("TLS policy lookup for {dest}/{host}: {}", e.reason)
+                });
                 return Err(Dsn::new(e.status, e.reason));
             }
         };
-        if pol.level == Level::None && !level_none_plan {
-            return Ok(None);
-        }
-        // Opportunistic TLS over a private UNIX-domain socket only costs (Postfix).
+        // Opportunistic TLS over a private UNIX-domain socket only costs: Postfix turns it
+        // off, with a warning once connected (Session::open_with).
         if unix && pol.level == Level::May {
-            log::warn(
-                "smtp_connect_local: opportunistic TLS encryption is not appropriate for unix-domain destinations.",
-            );
+            *unix_may = true;
             pol.level = Level::None;
+        }
+        if pol.level == Level::None && !level_none_plan {
             return Ok(None);
         }
         Ok(Some(TlsPlan {
@@ -364,14 +365,27 @@ impl Security {
         } else {
             &dnssec.rname
         };
-        dane::lookup(
+        let found = dane::lookup(
             r,
             port,
             qname,
             rname,
             dnssec.secure,
             self.tls.force_insecure_host_tlsa,
-        )
+        );
+        // The verbose and "dane" log features list the records used.
+        use crate::tls::policy::logmask;
+        if self.tls.log_mask & (logmask::VERBOSE | logmask::DANE) != 0
+            && let Ok(dane::DaneLookup::Records { base, records }) = &found.0
+        {
+            for rec in records {
+                log::info(&format!(
+                    "DNSSEC-signed TLSA record: _{port}._tcp.{base}: {}",
+                    rec.log_form()
+                ));
+            }
+        }
+        found
     }
 
     /// Credentials for one server (smtp_sasl_password_maps): `None` when SASL is off.
@@ -460,14 +474,29 @@ impl Security {
         filter: &'a dyn Fn(&str, &str) -> Result<bool, String>,
         dnssec: &Dnssec,
     ) -> Result<Extras<'a>, Dsn> {
-        let tls = self.tls_plan(dest, domain, host, addr, port, unix, force_plain, dnssec)?;
+        let mut unix_may = false;
+        let tls = self.tls_plan(
+            dest,
+            domain,
+            host,
+            addr,
+            port,
+            unix,
+            force_plain,
+            dnssec,
+            &mut unix_may,
+        )?;
         // The lookup runs when the server has offered AUTH (see SaslPlan::credentials).
         let sasl = self.sasl_enable.then(|| {
             let (sender, host, dest) = (sender.to_string(), host.to_string(), dest.to_string());
             let lookup = move || self.credentials(&sender, &host, &dest).unwrap_or(Ok(None));
             self.sasl_plan(Box::new(lookup), filter)
         });
-        Ok(Extras { tls, sasl })
+        Ok(Extras {
+            tls,
+            sasl,
+            unix_may,
+        })
     }
 }
 
@@ -587,6 +616,7 @@ mod dane_tests {
                 false,
                 false,
                 &ep.dnssec,
+                &mut false,
             )
             .map(|o| o.map(|t| t.policy));
         (ep, r)

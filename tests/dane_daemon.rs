@@ -283,7 +283,7 @@ fn dane_levels_like_postfix_smtp() {
     let _ = Command::new("chmod").arg("644").arg(&pfile).status();
     let main = format!(
         "smtp_dns_support_level = dnssec\nsmtp_tls_security_level = may\n\
-         smtp_tls_loglevel = 1\nsmtp_tls_policy_maps = texthash:{}\n\
+         smtp_tls_loglevel = 2\nsmtp_tls_policy_maps = texthash:{}\n\
          smtp_tls_session_cache_database =\n",
         pfile.display()
     );

@@ -22,7 +22,12 @@ use tls_pki::pki;
 /// Services beside `smtp` and `outpost`: for each variant a Postfix smtp service and an
 /// Outpost one with the same `-o` settings (wrapper mode, verification depth, client
 /// certificate slots, smtp_tls_per_site tables, LMTP over TLS).
-fn extra_services(k: &tls_pki::Pki, per_site_must: &str, per_site_nopeer: &str) -> String {
+fn extra_services(
+    k: &tls_pki::Pki,
+    per_site_must: &str,
+    per_site_nopeer: &str,
+    policy: &str,
+) -> String {
     let variants: Vec<(&str, &str, &str, String)> = vec![
         (
             "smtpw",
@@ -63,6 +68,12 @@ fn extra_services(k: &tls_pki::Pki, per_site_must: &str, per_site_nopeer: &str) 
             ),
         ),
         (
+            "smtpl2",
+            "outpostl2",
+            "smtp",
+            "-o smtp_tls_loglevel=2".into(),
+        ),
+        (
             "smtpbk",
             "outpostbk",
             "smtp",
@@ -95,8 +106,8 @@ fn extra_services(k: &tls_pki::Pki, per_site_must: &str, per_site_nopeer: &str) 
             "outpostlt",
             "lmtp",
             format!(
-                "-o lmtp_tls_security_level=encrypt -o lmtp_tls_CAfile={} \
-                 -o lmtp_tls_loglevel=1",
+                "-o lmtp_tls_security_level=none -o lmtp_tls_CAfile={} \
+                 -o lmtp_tls_loglevel=1 -o lmtp_tls_policy_maps=texthash:{policy}",
                 k.p("ca.pem")
             ),
         ),
@@ -449,6 +460,25 @@ fn tls_levels_and_policies_like_postfix_smtp() {
         s.server_has = Some(cn);
         scenarios.push(s);
     }
+    // smtp_tls_loglevel = 2: handshake states and the certificate chain.
+    for (name, cert, policy, sent) in [
+        (
+            "loglevel2-verify",
+            "deep",
+            "secure match=mx.example.test",
+            true,
+        ),
+        (
+            "loglevel2-wrong",
+            "wrong",
+            "verify match=mx.example.test",
+            false,
+        ),
+    ] {
+        let mut s = sc(name, Some(cert), Some(policy), vec![established], sent);
+        s.transports = ("smtpl2", "outpostl2");
+        scenarios.push(s);
+    }
     // A client key that does not match its certificate.
     let mut s = sc(
         "badkey",
@@ -478,11 +508,12 @@ fn tls_levels_and_policies_like_postfix_smtp() {
     );
     s.transports = ("smtpps2", "outpostps2");
     scenarios.push(s);
-    // LMTP over TCP with lmtp_tls_security_level = encrypt.
+    // LMTP over TCP, "encrypt" from lmtp_tls_policy_maps (key "host:port", as Postfix
+    // looks it up for inet:host:port).
     let mut s = sc(
         "lmtp-encrypt",
         Some("srv"),
-        None,
+        Some("encrypt"),
         vec!["Trusted TLS connection established to ADDR"],
         true,
     );
@@ -504,8 +535,11 @@ fn tls_levels_and_policies_like_postfix_smtp() {
             } else {
                 transport.push_str(&format!("{domain} {tr}:[127.0.0.1]:{port}\n"));
             }
-            if let Some(p) = &s.policy {
-                policy.push_str(&format!("[127.0.0.1]:{port} {p}\n"));
+            let lmtp = s.sink_opts.iter().any(|o| o == "--lmtp");
+            match &s.policy {
+                Some(p) if lmtp => policy.push_str(&format!("127.0.0.1:{port} {p}\n")),
+                Some(p) => policy.push_str(&format!("[127.0.0.1]:{port} {p}\n")),
+                None => {}
             }
             Side { sink, domain, port }
         };
@@ -539,6 +573,7 @@ fn tls_levels_and_policies_like_postfix_smtp() {
         k,
         &must.display().to_string(),
         &nopeer.display().to_string(),
+        &pfile.display().to_string(),
     );
     let pf = Instance::start_full(&transport, &main, &services, false);
     for (a, b) in &sides {
@@ -643,6 +678,55 @@ fn tls_levels_and_policies_like_postfix_smtp() {
                 ));
             }
         }
+    }
+    // smtp_tls_loglevel = 2 also logs lines without a destination (the engine set-up,
+    // OpenSSL's handshake states): compare everything the loglevel2 processes logged.
+    let per_agent = |tag: &str| -> Vec<String> {
+        let doms: Vec<String> = ["loglevel2-verify", "loglevel2-wrong", "loglevel2-fp"]
+            .iter()
+            .map(|n| format!("@{n}.{tag}.test>"))
+            .collect();
+        let pids: Vec<String> = log
+            .lines()
+            .filter(|l| doms.iter().any(|d| l.contains(d.as_str())))
+            .filter_map(|l| {
+                l.split_once("postfix/smtp[")?
+                    .1
+                    .split_once(']')
+                    .map(|x| x.0.to_string())
+            })
+            .collect();
+        let mut v: Vec<String> = log
+            .lines()
+            .filter(|l| {
+                pids.iter()
+                    .any(|p| l.contains(&format!("postfix/smtp[{p}]: ")))
+            })
+            .filter_map(|l| l.split_once("]: ").map(|x| x.1.to_string()))
+            .filter(|l| !l.contains(" to=<"))
+            .map(|l| {
+                // "host[addr]:PORT" and the certificate fingerprints (new keys per run
+                // are the same for both agents; ports are not).
+                let mut out = String::new();
+                let mut rest = l.as_str();
+                while let Some(i) = rest.find("]:") {
+                    out.push_str(&rest[..i + 2]);
+                    rest = rest[i + 2..].trim_start_matches(|c: char| c.is_ascii_digit());
+                    out.push_str("PORT");
+                }
+                out.push_str(rest);
+                out
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let (la, lb) = (per_agent("pf"), per_agent("op"));
+    if la != lb || la.is_empty() {
+        failures.push(format!(
+            "loglevel 2: process lines differ\n  smtp:    {la:#?}\n  outpost: {lb:#?}"
+        ));
     }
     // Process-wide set-up warnings carry no destination: find them by the pid of the
     // badkey service processes (which deliver nothing else).

@@ -409,6 +409,11 @@ impl Session {
         let peer = Peer::of(ep, &params.myhostname);
         let stream =
             connect(ep, &peer, params).map_err(|d| Box::new((None, Failure::new(d, false))))?;
+        if extras.is_some_and(|x| x.unix_may) {
+            log::warn(
+                "smtp_connect_local: opportunistic TLS encryption is not appropriate for unix-domain destinations.",
+            );
+        }
         let mut conn = Conn::new(stream, params.per_record_deadline);
         conn.set_tracer(tracer(&peer));
         let mut s = Session {

@@ -46,6 +46,8 @@ pub struct SaslPlan<'a> {
 pub struct Extras<'a> {
     pub tls: Option<TlsPlan<'a>>,
     pub sasl: Option<SaslPlan<'a>>,
+    /// Opportunistic TLS was turned off for a UNIX-domain server: warn once connected.
+    pub unix_may: bool,
 }
 
 fn local(status: &str, text: String, send_quit: bool) -> Failure {
@@ -115,10 +117,16 @@ impl Session {
         for w in &info.setup_warnings {
             log::warn(w);
         }
+        for d in &info.details {
+            log::info(d);
+        }
         if let Some(w) = &info.verify_failure {
             log::info(w);
         }
-        if plan.settings.loglevel >= 1 {
+        if let Some(l) = &info.subject_line {
+            log::info(l);
+        }
+        if plan.settings.log_mask & crate::tls::policy::logmask::SUMMARY != 0 {
             log::info(&info.summary(false));
         }
         let enforced = info.enforce();

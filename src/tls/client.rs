@@ -13,6 +13,7 @@ use super::dane::TlsaRecord;
 use super::ffi;
 use super::fprint;
 use super::grade;
+use super::policy::logmask;
 use super::policy::{Level, Policy, Settings};
 use crate::session::conn::Stream;
 use foreign_types::{ForeignType, ForeignTypeRef};
@@ -92,6 +93,12 @@ pub struct TlsInfo {
     /// Postfix's info line about why verification failed, when the level requires a
     /// match and it was not met (to log with msg_info).
     pub verify_failure: Option<String>,
+    /// Info lines of the verbose log levels about the peer: "Reusing old session",
+    /// "matched peername", "Matched DANE ...", in Postfix's order before the verification
+    /// failure; the "subject_CN=..." line is `subject_line`.
+    pub details: Vec<String>,
+    /// "subject_CN=..., issuer_CN=..., fingerprint=..., pkey_fingerprint=..." (verbose).
+    pub subject_line: Option<String>,
     /// Warnings from setting up the handshake (unusable fingerprints or TLSA records,
     /// invalid match names, protocol limits), to be logged even when it succeeded.
     pub setup_warnings: Vec<String>,
@@ -341,6 +348,13 @@ impl ClientContext {
     /// Sets up the engine; `Err` lines mean TLS is unavailable ("TLS is required, but our
     /// TLS engine is unavailable" for mandatory levels, plaintext otherwise).
     pub fn new(settings: &Settings) -> Result<ClientContext, Vec<String>> {
+        let mask = settings.log_mask;
+        if let Some(w) = &settings.log_warning {
+            crate::log::warn(w);
+        }
+        if mask & logmask::VERBOSE != 0 {
+            crate::log::info("initializing the client-side TLS engine");
+        }
         let md = fprint::digest_by_name(&settings.fingerprint_digest).ok_or_else(|| {
             vec![format!(
                 "Digest algorithm \"{}\" not found: disabling TLS support",
@@ -380,6 +394,10 @@ impl ClientContext {
             }
         }
         b.set_verify_depth(settings.verify_depth.saturating_add(1));
+        if mask & logmask::DEBUG != 0 {
+            // SAFETY: b wraps a live SSL_CTX; the callback is a plain function.
+            unsafe { ffi::SSL_CTX_set_info_callback(b.as_ptr(), Some(info_callback)) };
+        }
         // smtp_tls_chain_files, when set, replaces the per-algorithm parameters.
         let chains: Vec<&str> = settings
             .chain_files
@@ -479,6 +497,13 @@ impl ClientContext {
         p: &StartProps<'_>,
     ) -> Result<(TlsStream, TlsInfo), HandshakeError> {
         let pol = p.policy;
+        let mask = self.settings.log_mask;
+        if let Some(w) = &self.settings.log_warning {
+            crate::log::warn(w);
+        }
+        if mask & logmask::VERBOSE != 0 {
+            crate::log::info(&format!("setting up TLS connection to {}", p.namaddr));
+        }
         let mut level = pol.level;
         let mut protos = grade::parse_protocols(&pol.protocols).map_err(|_| {
             HandshakeError::new(vec![format!(
@@ -501,12 +526,15 @@ impl ClientContext {
             v.extend(errors(&e));
             return Err(HandshakeError::new(v));
         }
+        if mask & logmask::VERBOSE != 0 {
+            crate::log::info(&format!("{}: TLS cipher list \"{clist}\"", p.namaddr));
+        }
         let mut log = Vec::new();
         set_protocols(&mut ssl, protos, p.namaddr, &mut log);
 
         let must_fail = Arc::new(Mutex::new(false));
         let mut fail_now = false;
-        auth_enable(&mut ssl, p, &mut log, &mut fail_now)?;
+        auth_enable(&mut ssl, p, mask, &mut log, &mut fail_now)?;
 
         if !pol.tlsa.is_empty() && level.must_match() {
             match add_tlsa(&mut ssl, &pol.tlsa, p.namaddr, &mut log) {
@@ -553,6 +581,7 @@ impl ClientContext {
         let verr: Arc<Mutex<VerifyError>> = Arc::new(Mutex::new(VerifyError::default()));
         let ve = Arc::clone(&verr);
         let mf = Arc::clone(&must_fail);
+        let namaddr = p.namaddr.to_string();
         // Verification never aborts the handshake (SSL_VERIFY_NONE); the callback only
         // remembers the error closest to the leaf for the log.
         ssl.set_verify_callback(SslVerifyMode::NONE, move |ok, ctx| {
@@ -572,6 +601,16 @@ impl ClientContext {
             }
             if !ok {
                 e.update(depth, ctx.error().as_raw(), issuer);
+            }
+            if mask & logmask::VERBOSE != 0 {
+                let subject = ctx
+                    .current_cert()
+                    .map(|c| oneline(c.subject_name()))
+                    .unwrap_or_else(|| "<unknown>".into());
+                crate::log::info(&format!(
+                    "{namaddr}: depth={depth} verify={} subject={subject}",
+                    i32::from(ok)
+                ));
             }
             true
         });
@@ -639,6 +678,8 @@ impl ClientContext {
             pkey_fingerprint: String::new(),
             verified_name: None,
             verify_failure: None,
+            details: Vec::new(),
+            subject_line: None,
             setup_warnings: Vec::new(),
         };
         // SAFETY: ssl is live; the returned name is owned by it and copied at once.
@@ -657,6 +698,20 @@ impl ClientContext {
                 .unwrap_or_default();
             let trusted = ssl.verify_result() == X509VerifyResult::OK && !must_fail;
             info.matched = trusted && level.must_match();
+            let mask = self.settings.log_mask;
+            if reused && mask & logmask::CACHE != 0 {
+                info.details
+                    .push(format!("{}: Reusing old session", p.namaddr));
+            }
+            if info.matched && mask & logmask::CERT_DETAILS != 0 {
+                if let Some(n) = &info.verified_name {
+                    info.details
+                        .push(format!("{}: matched peername: {n}", p.namaddr));
+                }
+                if let Some(l) = dane_match_line(ssl, p.namaddr, level) {
+                    info.details.push(l);
+                }
+            }
             info.trust = if info.matched && !level.never_secured() {
                 Trust::Verified
             } else if trusted {
@@ -664,7 +719,13 @@ impl ClientContext {
             } else {
                 Trust::Untrusted
             };
-            if level.must_match() && !info.matched {
+            // Postfix logs why verification failed where a match is required, or for
+            // any level with the "untrusted" log feature (when there was an error).
+            let untrusted_log = mask & logmask::UNTRUSTED != 0 && {
+                let e = verr.lock().unwrap_or_else(|e| e.into_inner());
+                e.code != 0 || ssl.verify_result() != X509VerifyResult::OK
+            };
+            if (level.must_match() || untrusted_log) && !info.matched {
                 info.verify_failure = Some(if reused {
                     format!(
                         "{}: re-using session with untrusted certificate, look for details earlier in the log",
@@ -680,12 +741,133 @@ impl ClientContext {
                     verify_error_text(p.namaddr, err, depth, &issuer)
                 });
             }
+            if mask & logmask::CERT_DETAILS != 0 {
+                info.subject_line = Some(format!(
+                    "{}: subject_CN={}, issuer_CN={}, fingerprint={}, pkey_fingerprint={}",
+                    p.namaddr,
+                    info.peer_cn,
+                    info.issuer_cn,
+                    info.cert_fingerprint,
+                    info.pkey_fingerprint
+                ));
+            }
         }
         if info.protocol == "TLSv1.3" {
             signature_params(ssl, reused, &mut info);
         }
         info
     }
+}
+
+/// The verbose line about what a DANE-style match (TLSA records, fingerprints, trust
+/// anchors) matched, as Postfix logs it; None when OpenSSL's DANE did not authenticate.
+fn dane_match_line(ssl: &SslRef, namaddr: &str, level: Level) -> Option<String> {
+    let mut spki: *mut openssl_sys::EVP_PKEY = std::ptr::null_mut();
+    // SAFETY: ssl is live; OpenSSL only stores borrowed pointers into the out-parameters.
+    let depth =
+        unsafe { ffi::SSL_get0_dane_authority(ssl.as_ptr(), std::ptr::null_mut(), &mut spki) };
+    if depth < 0 {
+        return None;
+    }
+    if matches!(level, Level::Verify | Level::Secure) {
+        return Some(format!("{namaddr}: Matched trust anchor at depth {depth}"));
+    }
+    let (mut u, mut s, mut m) = (0u8, 0u8, 0u8);
+    let mut data: *const u8 = std::ptr::null();
+    let mut dlen: libc::size_t = 0;
+    // SAFETY: as above; `data` points into the SSL's TLSA record for `dlen` bytes and is
+    // copied before the SSL can change.
+    let bytes = unsafe {
+        ffi::SSL_get0_dane_tlsa(ssl.as_ptr(), &mut u, &mut s, &mut m, &mut data, &mut dlen);
+        if data.is_null() {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(data, dlen).to_vec()
+        }
+    };
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02X}")).collect::<String>();
+    let shown = if bytes.len() > 64 {
+        format!(
+            "{}...{}",
+            hex(&bytes[..32]),
+            hex(&bytes[bytes.len() - 32..])
+        )
+    } else {
+        hex(&bytes)
+    };
+    Some(if level == Level::Fingerprint {
+        format!("{namaddr}: Matched fingerprint: {shown}")
+    } else {
+        let what = if !spki.is_null() {
+            "TA public key verified certificate"
+        } else if depth > 0 {
+            "TA certificate"
+        } else {
+            "EE certificate"
+        };
+        format!("{namaddr}: Matched DANE {what} at depth {depth}: {u} {s} {m} {shown}")
+    })
+}
+
+/// OpenSSL's handshake progress, logged at the ssl-debug log feature (level 2 and up) as
+/// Postfix's info callback does. Installed on the SSL_CTX, so it also reports events after
+/// the handshake (TLS 1.3 session tickets).
+unsafe extern "C" fn info_callback(
+    ssl: *const openssl_sys::SSL,
+    where_: libc::c_int,
+    ret: libc::c_int,
+) {
+    // Never unwind into OpenSSL.
+    let _ = std::panic::catch_unwind(|| {
+        let text = |p: *const libc::c_char| -> String {
+            if p.is_null() {
+                String::new()
+            } else {
+                // SAFETY: OpenSSL returns static NUL-terminated strings.
+                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            }
+        };
+        // SAFETY: ssl is the live SSL the callback is made for.
+        let state = || text(unsafe { openssl_sys::SSL_state_string_long(ssl) });
+        let w = where_ & !ffi::SSL_ST_MASK;
+        let role = if w & ffi::SSL_ST_CONNECT != 0 {
+            "SSL_connect"
+        } else if w & ffi::SSL_ST_ACCEPT != 0 {
+            "SSL_accept"
+        } else {
+            "unknown"
+        };
+        if where_ & ffi::SSL_CB_LOOP != 0 {
+            crate::log::info(&format!("{role}:{}", state()));
+        } else if where_ & ffi::SSL_CB_ALERT != 0 {
+            // close_notify is routine.
+            if ret & 0xff != 0 {
+                let dir = if where_ & ffi::SSL_CB_READ != 0 {
+                    "read"
+                } else {
+                    "write"
+                };
+                // SAFETY: static strings for any value.
+                let (t, d) = unsafe {
+                    (
+                        text(ffi::SSL_alert_type_string_long(ret)),
+                        text(openssl_sys::SSL_alert_desc_string_long(ret)),
+                    )
+                };
+                crate::log::info(&format!("SSL3 alert {dir}:{t}:{d}"));
+            }
+        } else if where_ & ffi::SSL_CB_EXIT != 0 {
+            if ret == 0 {
+                crate::log::info(&format!("{role}:failed in {}", state()));
+            } else if ret < 0 {
+                // SAFETY: ssl is live; SSL_get_error only reads its state.
+                let e = unsafe { openssl_sys::SSL_get_error(ssl, ret) };
+                if e != openssl_sys::SSL_ERROR_WANT_READ && e != openssl_sys::SSL_ERROR_WANT_WRITE {
+                    crate::log::info(&format!("{role}:error in {}", state()));
+                }
+            }
+        }
+    });
 }
 
 fn ca_args(cafile: Option<&str>, capath: Option<&str>) -> String {
@@ -766,6 +948,7 @@ fn version_warning(namaddr: &str, which: &str, v: i32) -> String {
 fn auth_enable(
     ssl: &mut Ssl,
     p: &StartProps<'_>,
+    mask: u32,
     log: &mut Vec<String>,
     must_fail: &mut bool,
 ) -> Result<(), HandshakeError> {
@@ -825,6 +1008,9 @@ fn auth_enable(
                 p.namaddr
             ));
             return Err(HandshakeError::new(std::mem::take(log)));
+        }
+        if mask & logmask::DEBUG != 0 {
+            crate::log::info(&format!("{}: SNI hostname: {name}", p.namaddr));
         }
     }
     Ok(())
@@ -1221,6 +1407,8 @@ mod tests {
             pkey_fingerprint: String::new(),
             verified_name: None,
             verify_failure: None,
+            details: Vec::new(),
+            subject_line: None,
             setup_warnings: Vec::new(),
         };
         assert_eq!(

@@ -33,6 +33,17 @@ impl TlsaRecord {
     }
 
     /// Presentation form for log lines: `3 1 1 ABCD...` (data in hex).
+    /// "u s m HEX" as Postfix logs a record: data over 64 bytes as its first and last 32.
+    pub fn log_form(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.usage,
+            self.selector,
+            self.mtype,
+            hex_dump(&self.data)
+        )
+    }
+
     pub fn display(&self) -> String {
         let hex: String = self.data.iter().map(|b| format!("{b:02X}")).collect();
         format!("{} {} {} {hex}", self.usage, self.selector, self.mtype)
@@ -57,19 +68,25 @@ pub enum DaneLookup {
     },
 }
 
-/// The warning about a skipped TLSA record, worded as Postfix's: the owner name, no colon
-/// after it, and long data shown as its first and last 32 bytes.
-fn carp(name: &str, why: &str, t: &Tlsa) -> String {
+/// Record data as Postfix logs it: upper-case hex, over 64 bytes as the first and last 32.
+pub fn hex_dump(d: &[u8]) -> String {
     const HEAD: usize = 32;
     const TAIL: usize = 32;
     let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02X}")).collect::<String>();
-    let d = &t.data;
-    let data = if d.len() > HEAD + TAIL {
+    if d.len() > HEAD + TAIL {
         format!("{}...{}", hex(&d[..HEAD]), hex(&d[d.len() - TAIL..]))
-    } else if d.is_empty() {
-        "...".to_string()
     } else {
         hex(d)
+    }
+}
+
+/// The warning about a skipped TLSA record, worded as Postfix's: the owner name, no colon
+/// after it, and long data shown as its first and last 32 bytes.
+fn carp(name: &str, why: &str, t: &Tlsa) -> String {
+    let data = if t.data.is_empty() {
+        "...".to_string()
+    } else {
+        hex_dump(&t.data)
     };
     format!(
         "{name} {why}: {} {} {} {data}",

@@ -16,6 +16,15 @@ pub const X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS: c_uint = 0x4;
 pub const SSL_CTRL_GET_PEER_SIGNATURE_NID: c_int = 108;
 pub const SSL_CTRL_GET_SIGNATURE_NID: c_int = 132;
 
+/// SSL_CTX_set_info_callback's `where` bits.
+pub const SSL_ST_MASK: c_int = 0x0FFF;
+pub const SSL_ST_CONNECT: c_int = 0x1000;
+pub const SSL_ST_ACCEPT: c_int = 0x2000;
+pub const SSL_CB_LOOP: c_int = 0x01;
+pub const SSL_CB_EXIT: c_int = 0x02;
+pub const SSL_CB_READ: c_int = 0x04;
+pub const SSL_CB_ALERT: c_int = 0x4000;
+
 unsafe extern "C" {
     pub fn SSL_CTX_dane_enable(ctx: *mut SSL_CTX) -> c_int;
     pub fn SSL_CTX_dane_mtype_set(
@@ -38,5 +47,23 @@ unsafe extern "C" {
     pub fn SSL_set_hostflags(ssl: *mut SSL, flags: c_uint);
     pub fn SSL_get0_peername(ssl: *mut SSL) -> *const c_char;
     pub fn SSL_set_options(ssl: *mut SSL, op: u64) -> u64;
+    pub fn SSL_CTX_set_info_callback(
+        ctx: *mut SSL_CTX,
+        cb: Option<unsafe extern "C" fn(ssl: *const SSL, where_: c_int, ret: c_int)>,
+    );
+    pub fn SSL_alert_type_string_long(value: c_int) -> *const c_char;
+    pub fn SSL_get0_dane_authority(
+        ssl: *mut SSL,
+        mcert: *mut *mut openssl_sys::X509,
+        mspki: *mut *mut openssl_sys::EVP_PKEY,
+    ) -> c_int;
+    pub fn SSL_get0_dane_tlsa(
+        ssl: *mut SSL,
+        usage: *mut u8,
+        selector: *mut u8,
+        mtype: *mut u8,
+        data: *mut *const u8,
+        dlen: *mut size_t,
+    ) -> c_int;
     pub fn X509_NAME_oneline(name: *const X509_NAME, buf: *mut c_char, size: c_int) -> *mut c_char;
 }

@@ -241,9 +241,68 @@ pub struct Settings {
     pub session_cache_timeout: Duration,
     pub wrappermode: bool,
     pub note_starttls_offer: bool,
-    /// smtp_tls_loglevel as a number: 0 logs only verification problems at matching
-    /// levels, 1 and up also the "... TLS connection established ..." summary.
-    pub loglevel: u32,
+    /// smtp_tls_loglevel as Postfix's feature mask (`logmask`).
+    pub log_mask: u32,
+    /// The warning about an unknown smtp_tls_loglevel word (logged at engine set-up and
+    /// for each session, as Postfix parses the value at both).
+    pub log_warning: Option<String>,
+}
+
+/// The TLS log features behind smtp_tls_loglevel (Postfix's TLS_LOG_* bits).
+pub mod logmask {
+    pub const SUMMARY: u32 = 1 << 1;
+    pub const UNTRUSTED: u32 = 1 << 2;
+    pub const PEERCERT: u32 = 1 << 3;
+    pub const CERTMATCH: u32 = 1 << 4;
+    pub const VERBOSE: u32 = 1 << 5;
+    pub const CACHE: u32 = 1 << 6;
+    pub const DEBUG: u32 = 1 << 7;
+    pub const TLSPKTS: u32 = 1 << 8;
+    pub const ALLPKTS: u32 = 1 << 9;
+    pub const DANE: u32 = 1 << 10;
+    /// The lines of the peer-certificate details ("matched peername", "subject_CN=...").
+    pub const CERT_DETAILS: u32 = CERTMATCH | VERBOSE | PEERCERT;
+}
+
+/// smtp_tls_loglevel: a number 0-9 or Postfix's words (`routine`, `debug`, `untrusted`,
+/// `peercert`, ...), several separated by commas or white space, any case. An unknown word
+/// makes the whole value 0, with Postfix's warning.
+pub fn parse_log_mask(param: &str, value: &str) -> (u32, Option<String>) {
+    use logmask::*;
+    const L1: u32 = SUMMARY;
+    const L2: u32 = L1 | VERBOSE | CACHE | DEBUG;
+    const L3: u32 = L2 | TLSPKTS;
+    const L4: u32 = L3 | ALLPKTS;
+    let mut mask = 0;
+    for w in value
+        .split([',', ' ', '\t', '\r', '\n'])
+        .filter(|w| !w.is_empty())
+    {
+        mask |= match w.to_ascii_lowercase().as_str() {
+            // TLS_LOG_NONE is a bit of its own in Postfix, but nothing tests it.
+            "0" | "none" => 1,
+            "1" | "routine" | "summary" => L1,
+            "2" | "debug" => L2,
+            "3" | "ssl-expert" => L3,
+            "4" | "ssl-developer" | "5" | "6" | "7" | "8" | "9" => L4,
+            "untrusted" => UNTRUSTED,
+            "peercert" => PEERCERT,
+            "certmatch" => CERTMATCH,
+            "verbose" => VERBOSE,
+            "cache" => CACHE,
+            "dane" => DANE,
+            "ssl-debug" => DEBUG,
+            "ssl-handshake-packet-dump" => TLSPKTS,
+            "ssl-session-packet-dump" => TLSPKTS | ALLPKTS,
+            _ => {
+                return (
+                    0,
+                    Some(format!("unknown {param} value \"{w}\" in \"{value}\"")),
+                );
+            }
+        };
+    }
+    (mask, None)
 }
 
 impl Default for Settings {
@@ -283,7 +342,8 @@ impl Default for Settings {
             session_cache_timeout: Duration::from_secs(3600),
             wrappermode: false,
             note_starttls_offer: false,
-            loglevel: 0,
+            log_mask: 1,
+            log_warning: None,
         }
     }
 }
@@ -322,6 +382,10 @@ impl Settings {
             cfg.bool("smtp_enforce_tls"),
             cfg.bool("smtp_tls_enforce_peername"),
         )?;
+        let (log_mask, log_warning) = parse_log_mask(
+            &cfg.name_for("smtp_tls_loglevel"),
+            &cfg.get("smtp_tls_loglevel"),
+        );
         let imx = cfg.get("smtp_tls_dane_insecure_mx_policy");
         let insecure_mx_policy = match Level::parse(&imx) {
             Some(l @ (Level::May | Level::Encrypt | Level::Dane)) => l,
@@ -381,15 +445,10 @@ impl Settings {
             },
             wrappermode: cfg.bool("smtp_tls_wrappermode"),
             note_starttls_offer: cfg.bool("smtp_tls_note_starttls_offer"),
-            loglevel: loglevel(&cfg.get("smtp_tls_loglevel")),
+            log_mask,
+            log_warning,
         })
     }
-}
-
-/// smtp_tls_loglevel as a number (0-4); Postfix's keyword forms are not read here and
-/// count as 0.
-fn loglevel(v: &str) -> u32 {
-    v.trim().parse().unwrap_or(0)
 }
 
 /// The keys Postfix tries in smtp_tls_policy_maps for a next-hop destination: the
@@ -1053,7 +1112,21 @@ mod tests {
         assert_eq!(s.secure_cert_match, "nexthop, dot-nexthop");
         assert_eq!(s.insecure_mx_policy, Level::May);
         assert_eq!(s.verify_depth, 9);
-        assert_eq!(s.loglevel, 0);
+        assert_eq!(s.log_mask & logmask::SUMMARY, 0);
+        assert_eq!(parse_log_mask("p", "routine").0, logmask::SUMMARY);
+        let (m, w) = parse_log_mask("p", "1, untrusted");
+        assert_eq!((m, w), (logmask::SUMMARY | logmask::UNTRUSTED, None));
+        let (m, _) = parse_log_mask("p", "DEBUG");
+        assert_ne!(m & logmask::VERBOSE, 0);
+        assert_eq!(m & logmask::TLSPKTS, 0);
+        assert_ne!(parse_log_mask("p", "4").0 & logmask::ALLPKTS, 0);
+        assert_eq!(
+            parse_log_mask("smtp_tls_loglevel", "1 loud"),
+            (
+                0,
+                Some("unknown smtp_tls_loglevel value \"loud\" in \"1 loud\"".into())
+            )
+        );
         assert_eq!(s.cipher_lists, CipherLists::default());
         // The insecure-MX default follows the level (a $-expression in main.cf terms).
         cfg.set("smtp_tls_security_level", "dane");
