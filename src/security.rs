@@ -101,6 +101,48 @@ fn open_maps(cfg: &Config, param: &str, opts: &MapsOptions) -> Result<Option<Mut
     Ok(Some(Mutex::new(maps)))
 }
 
+/// Where TLS sessions are cached. Under master (or with a reachable Postfix instance),
+/// tlsmgr(8) decides, from its own smtp_tls_session_cache_database, and the cache is
+/// shared with every other smtp/lmtp process; otherwise sessions stay in this process,
+/// when smtp_tls_session_cache_database is set.
+fn session_cache(cfg: &Config, tls: &Settings) -> Option<crate::tls::session_cache::CacheSetup> {
+    use crate::tls::session_cache::{CacheSetup, MemoryStore};
+    let cache_type = if cfg
+        .name_for("smtp_tls_session_cache_database")
+        .starts_with("lmtp")
+    {
+        "lmtp"
+    } else {
+        "smtp"
+    };
+    let service = match cfg.get("tlsmgr_service_name") {
+        s if s.is_empty() => "tlsmgr".to_string(),
+        s => s,
+    };
+    let local = std::path::PathBuf::from("private").join(&service);
+    let global = std::path::Path::new(&cfg.get("queue_directory"))
+        .join("private")
+        .join(&service);
+    let socket = [local, global]
+        .into_iter()
+        .find(|p| std::os::unix::net::UnixStream::connect(p).is_ok());
+    if let Some(path) = socket {
+        let mut client =
+            crate::postfix::tlsmgr::TlsmgrClient::new(path, cache_type, cfg.time("ipc_timeout"));
+        return client.policy().map(|timeout| CacheSetup {
+            store: Box::new(client),
+            cache_type: cache_type.into(),
+            timeout,
+        });
+    }
+    let timeout = tls.session_cache_timeout;
+    (!timeout.is_zero()).then(|| CacheSetup {
+        store: Box::new(MemoryStore::new(timeout)),
+        cache_type: cache_type.into(),
+        timeout,
+    })
+}
+
 impl Security {
     /// Read the TLS and SASL configuration. `Err`: a fatal configuration error (Postfix
     /// exits; the mail stays queued).
@@ -128,7 +170,7 @@ impl Security {
         // Postfix sets up its TLS engine only when TLS can be used at all.
         let wanted = tls.level > Level::None || tls_policy.is_some() || tls_per_site.is_some();
         let tls_ctx = if wanted {
-            match ClientContext::new(&tls) {
+            match ClientContext::new_with_cache(&tls, session_cache(cfg, &tls)) {
                 Ok(c) => Some(c),
                 Err(lines) => {
                     for l in lines {
@@ -341,7 +383,7 @@ impl Security {
             policy: pol,
             nexthop: domain,
             host,
-            serverid: serverid(&self.service, dest, host, addr, port),
+            serverid: serverid(&self.service, dest, host, addr),
         }))
     }
 

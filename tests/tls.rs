@@ -268,6 +268,7 @@ fn starttls_with(
             host,
             namaddr: &namaddr,
             serverid,
+            helo: "sink.test",
             timeout: Duration::from_secs(10),
         };
         match ctx.start(old, &props) {
@@ -682,6 +683,7 @@ fn wrapper_mode_handshakes_before_the_greeting() {
         host: "mx.example.test",
         namaddr: "mx.example.test[127.0.0.1]:465",
         serverid: "wrapper",
+        helo: "sink.test",
         timeout: Duration::from_secs(10),
     };
     let (tls, i) = ctx.start(Box::new(tcp), &props).unwrap();
@@ -733,6 +735,7 @@ fn handshake_failure_and_timeout() {
         host: "mx.example.test",
         namaddr: "mx.example.test[127.0.0.1]:25",
         serverid: "t",
+        helo: "sink.test",
         timeout: Duration::from_secs(1),
     };
     let started = std::time::Instant::now();
@@ -760,7 +763,9 @@ fn sessions_resume_only_under_the_same_policy() {
     assert!(i.reused);
     assert_eq!(i.trust, Trust::Verified);
     assert!(!i.summary(false).contains("server-signature"));
-    // A different policy (match list) must not reuse the verified session.
+    // Session names do not cover the match list (as in Postfix): a session resumed under
+    // a different list is re-checked and not Verified, and then dropped, so that the next
+    // handshake verifies the server afresh.
     let p2 = resolve(
         &s,
         Some("verify match=nexthop"),
@@ -768,8 +773,20 @@ fn sessions_resume_only_under_the_same_policy() {
         "mx.example.test",
     );
     let other = starttls_with(&ctx, &sink, &p2, "example.test", "mx.example.test", "id1");
-    assert!(!info(&other).reused);
-    assert_eq!(info(&other).trust, Trust::Untrusted);
+    assert!(info(&other).reused);
+    assert_ne!(info(&other).trust, Trust::Verified);
+    let fresh = starttls_with(&ctx, &sink, &p2, "example.test", "mx.example.test", "id1");
+    assert!(!info(&fresh).reused);
+    assert_eq!(info(&fresh).trust, Trust::Untrusted);
+    // A different protocol list is part of the name: no resumption.
+    let p3 = resolve(
+        &s,
+        Some("verify protocols=TLSv1.3"),
+        "example.test",
+        "mx.example.test",
+    );
+    let third = starttls_with(&ctx, &sink, &p3, "example.test", "mx.example.test", "id1");
+    assert!(!info(&third).reused);
 }
 
 #[test]
@@ -892,6 +909,7 @@ fn messages_over_tls_are_recorded_with_the_session() {
         host: "mx",
         namaddr: "mx[127.0.0.1]:465",
         serverid: "rec",
+        helo: "sink.test",
         timeout: Duration::from_secs(10),
     };
     let (tls, i) = ctx

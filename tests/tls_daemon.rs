@@ -758,3 +758,121 @@ fn tls_levels_and_policies_like_postfix_smtp() {
         failures.join("\n")
     );
 }
+
+/// smtp_tls_session_cache_database set: sessions go through tlsmgr(8), named as Postfix
+/// names them. Postfix's smtp and Outpost log the same cache lines (loglevel 2) for two
+/// messages each; and a session saved by Postfix's smtp is resumed by `outpost send`
+/// (another process, on the command line, reaching the instance's tlsmgr).
+#[test]
+fn tls_session_cache_through_tlsmgr_like_postfix_smtp() {
+    if !usable() || !tls_pki::have_openssl() {
+        eprintln!("SKIP: needs root, Debian's postfix and openssl");
+        return;
+    }
+    let k = pki();
+    let sink = |_: &str| {
+        Sink::start(&[
+            "--tls-cert",
+            &k.p("srv-chain.pem"),
+            "--tls-key",
+            &k.p("srv.key"),
+        ])
+    };
+    let (spf, sop, scli) = (sink("pf"), sink("op"), sink("cli"));
+    let transport = format!(
+        "sender.test discard:\npf.test smtp:[127.0.0.1]:{}\nop.test outpost:[127.0.0.1]:{}\n\
+         cli.test smtp:[127.0.0.1]:{}\n",
+        spf.port(),
+        sop.port(),
+        scli.port()
+    );
+    let main = format!(
+        "smtp_tls_security_level = may\nsmtp_tls_CAfile = {}\nsmtp_tls_loglevel = 2\n\
+         smtp_tls_session_cache_database = btree:${{data_directory}}/smtp_scache\n",
+        k.p("ca.pem")
+    );
+    let pf = Instance::start(&transport, &main);
+    for n in 1..=2 {
+        for d in ["pf", "op"] {
+            pf.sendmail(&["-f", "s@sender.test", &format!("r{n}@{d}.test")], MSG);
+            pf.wait_log(&[&format!("to=<r{n}@{d}.test>, relay=")]);
+        }
+    }
+    let log = pf.maillog();
+    // Every line of the processes that delivered to one side, normalised.
+    let per_agent = |dom: &str, port: u16| -> Vec<String> {
+        let pids: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains(&format!("@{dom}>")))
+            .filter_map(|l| {
+                l.split_once("postfix/smtp[")?
+                    .1
+                    .split_once(']')
+                    .map(|x| x.0.to_string())
+            })
+            .collect();
+        let mut v: Vec<String> = log
+            .lines()
+            .filter(|l| {
+                pids.iter()
+                    .any(|p| l.contains(&format!("postfix/smtp[{p}]: ")))
+            })
+            .filter_map(|l| l.split_once("]: ").map(|x| x.1.to_string()))
+            .filter(|l| l.contains("session") || l.contains("cache"))
+            .map(|l| {
+                l.replace(&format!(":{port}"), ":PORT")
+                    .replace("outpost&", "smtp&")
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let (la, lb) = (
+        per_agent("pf.test", spf.port()),
+        per_agent("op.test", sop.port()),
+    );
+    assert!(
+        la == lb && la.iter().any(|l| l.contains("Reusing old session")),
+        "session cache lines differ or no resumption\n  smtp:    {la:#?}\n  outpost: {lb:#?}\n{log}"
+    );
+    assert!(
+        la.iter()
+            .any(|l| l
+                .starts_with("looking for session smtp&[127.0.0.1]:PORT&127.0.0.1&127.0.0.1&&")),
+        "{la:#?}"
+    );
+    // Postfix's smtp saves a session for cli.test's server; `outpost send` with the
+    // instance's configuration finds it in tlsmgr and resumes it.
+    pf.sendmail(&["-f", "s@sender.test", "r@cli.test"], MSG);
+    pf.wait_log(&["to=<r@cli.test>, relay="]);
+    let out = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["send", "-c"])
+        .arg(&pf.conf)
+        .args(["-o", "service_name=smtp", "-f", "s@sender.test", "-d"])
+        .arg(format!("[127.0.0.1]:{}", scli.port()))
+        .arg("r2@cli.test")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            if let Some(mut i) = c.stdin.take() {
+                let _ = i.write_all(MSG);
+            }
+            c.wait_with_output()
+        })
+        .expect("outpost send");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let prefix = format!(
+        "reloaded session smtp&[127.0.0.1]:{}&127.0.0.1&127.0.0.1&&",
+        scli.port()
+    );
+    assert!(
+        out.status.success() && err.contains(&prefix) && err.contains("Reusing old session"),
+        "outpost send did not resume Postfix's session:\n{err}\n{}",
+        pf.maillog()
+    );
+    assert_eq!(scli.messages().len(), 2);
+}

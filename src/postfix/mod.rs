@@ -11,3 +11,4 @@ pub mod queue;
 pub mod request;
 pub mod scache;
 pub mod status;
+pub mod tlsmgr;

@@ -67,6 +67,7 @@ impl Session {
             host: plan.host,
             namaddr: &namaddr,
             serverid: &plan.serverid,
+            helo: &self.caps.helo,
             timeout: plan.settings.starttls_timeout,
         };
         let mut info = None;
@@ -275,9 +276,10 @@ impl Session {
     }
 }
 
-/// Postfix's session-cache identity of a TLS server: service, nexthop, host and address.
-pub fn serverid(service: &str, nexthop: &str, host: &str, addr: &str, port: u16) -> String {
-    format!("{service}&{nexthop}&{host}&{addr}&{port}")
+/// Postfix's session-cache identity of a TLS server: service, nexthop (with its port,
+/// if any), host and address.
+pub fn serverid(service: &str, nexthop: &str, host: &str, addr: &str) -> String {
+    crate::tls::session_cache::serverid_prefix(service, nexthop, host, addr)
 }
 
 /// The level a plan would use, for callers deciding about connection caching.

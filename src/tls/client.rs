@@ -15,6 +15,7 @@ use super::fprint;
 use super::grade;
 use super::policy::logmask;
 use super::policy::{Level, Policy, Settings};
+use super::session_cache::{self, CacheSetup, MemoryStore, SessionStore};
 use crate::session::conn::Stream;
 use foreign_types::{ForeignType, ForeignTypeRef};
 use openssl::error::ErrorStack;
@@ -27,7 +28,6 @@ use openssl::ssl::{
     SslSession, SslSessionCacheMode, SslStream, SslVerifyMode,
 };
 use openssl::x509::{X509NameRef, X509Ref, X509VerifyResult};
-use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
@@ -211,8 +211,10 @@ pub struct StartProps<'a> {
     pub host: &'a str,
     /// "host[addr]:port" for log lines.
     pub namaddr: &'a str,
-    /// Identifies the server for the session cache, e.g. "smtp:192.0.2.1:25:helo".
+    /// The first part of the session-cache name (`session_cache::serverid_prefix`).
     pub serverid: &'a str,
+    /// The server's name from its EHLO reply ("" before EHLO, in wrapper mode).
+    pub helo: &'a str,
     /// smtp_starttls_timeout: the whole handshake must finish within it.
     pub timeout: Duration,
 }
@@ -300,16 +302,34 @@ impl Stream for TlsStream {
     }
 }
 
-type SessionCache = Arc<Mutex<HashMap<String, (SslSession, Instant)>>>;
+/// A connection's session name, and whether new sessions from it may be cached.
+struct SessionName {
+    id: String,
+    keep: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The session cache as the engine uses it (shared with the new-session callback).
+struct SessionCache {
+    store: Mutex<Box<dyn SessionStore>>,
+    cache_type: String,
+}
+
+impl SessionCache {
+    fn store(&self) -> std::sync::MutexGuard<'_, Box<dyn SessionStore>> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// The client TLS engine: certificates, CAs and the session cache (tls_client_init).
 pub struct ClientContext {
     settings: Settings,
     ctx: SslContext,
     md: MessageDigest,
-    cache: SessionCache,
-    cache_key: Index<Ssl, String>,
-    cache_timeout: Duration,
+    /// Present when sessions are cached (smtp_tls_session_cache_database, or tlsmgr's
+    /// policy under master).
+    cache: Option<Arc<SessionCache>>,
+    /// The session name of a connection, for the new-session callback.
+    cache_key: Index<Ssl, SessionName>,
 }
 
 fn errors(stack: &ErrorStack) -> Vec<String> {
@@ -348,6 +368,21 @@ impl ClientContext {
     /// Sets up the engine; `Err` lines mean TLS is unavailable ("TLS is required, but our
     /// TLS engine is unavailable" for mandatory levels, plaintext otherwise).
     pub fn new(settings: &Settings) -> Result<ClientContext, Vec<String>> {
+        // Without another store, sessions stay in this process.
+        let timeout = settings.session_cache_timeout.min(MAX_CACHE_TIMEOUT);
+        let cache = (!timeout.is_zero()).then(|| CacheSetup {
+            store: Box::new(MemoryStore::new(timeout)),
+            cache_type: "smtp".into(),
+            timeout,
+        });
+        ClientContext::new_with_cache(settings, cache)
+    }
+
+    /// Sets up the engine with a session cache (or none).
+    pub fn new_with_cache(
+        settings: &Settings,
+        session_cache: Option<CacheSetup>,
+    ) -> Result<ClientContext, Vec<String>> {
         let mask = settings.log_mask;
         if let Some(w) = &settings.log_warning {
             crate::log::warn(w);
@@ -438,26 +473,49 @@ impl ClientContext {
                 )]);
             }
         }
-        let cache: SessionCache = Arc::new(Mutex::new(HashMap::new()));
-        let cache_key = Ssl::new_ex_index::<String>().map_err(|e| errors(&e))?;
-        let cache_timeout = settings.session_cache_timeout.min(MAX_CACHE_TIMEOUT);
-        if !cache_timeout.is_zero() {
-            b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
-            let c = Arc::clone(&cache);
-            b.set_new_session_callback(move |ssl, session| {
-                if let Some(k) = ssl.ex_data(cache_key) {
-                    let mut m = c.lock().unwrap_or_else(|e| e.into_inner());
-                    m.insert(k.clone(), (session, Instant::now()));
-                }
-            });
-        }
+        let cache_key = Ssl::new_ex_index::<SessionName>().map_err(|e| errors(&e))?;
+        let cache = match session_cache {
+            Some(c) if !c.timeout.is_zero() => {
+                let timeout = c.timeout.min(MAX_CACHE_TIMEOUT);
+                let cache = Arc::new(SessionCache {
+                    store: Mutex::new(c.store),
+                    cache_type: c.cache_type,
+                });
+                // The store is the only cache: OpenSSL keeps none of its own, and a
+                // session outlives its time in the store (Postfix sets twice the time).
+                b.set_session_cache_mode(
+                    SslSessionCacheMode::CLIENT
+                        | SslSessionCacheMode::NO_INTERNAL_STORE
+                        | SslSessionCacheMode::NO_AUTO_CLEAR,
+                );
+                let secs = u32::try_from(timeout.as_secs().saturating_mul(2)).unwrap_or(u32::MAX);
+                // SAFETY: b wraps a live SSL_CTX.
+                unsafe { ffi::SSL_CTX_set_timeout(b.as_ptr(), libc::c_long::from(secs)) };
+                let c = Arc::clone(&cache);
+                b.set_new_session_callback(move |ssl, session| {
+                    let Some(SessionName { id, keep }) = ssl.ex_data(cache_key) else {
+                        return;
+                    };
+                    if !keep.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    if mask & logmask::CACHE != 0 {
+                        crate::log::info(&format!("save session {id} to {} cache", c.cache_type));
+                    }
+                    if let Ok(der) = session.to_der() {
+                        c.store().update(id, &der);
+                    }
+                });
+                Some(cache)
+            }
+            _ => None,
+        };
         Ok(ClientContext {
             settings: settings.clone(),
             ctx: b.build(),
             md,
             cache,
             cache_key,
-            cache_timeout,
         })
     }
 
@@ -465,28 +523,36 @@ impl ClientContext {
         &self.settings
     }
 
-    /// Forgets all cached sessions (e.g. after a configuration reload).
-    pub fn flush_sessions(&self) {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    }
-
-    fn cached_session(&self, key: &str) -> Option<SslSession> {
-        let mut m = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        match m.get(key) {
-            Some((s, t)) if t.elapsed() < self.cache_timeout => Some(s.clone()),
-            Some(_) => {
-                m.remove(key);
-                None
-            }
-            None => None,
+    /// A cached session for `id`, logged as Postfix does at the "cache" log feature.
+    fn cached_session(&self, id: &str) -> Option<SslSession> {
+        let c = self.cache.as_ref()?;
+        let log = self.settings.log_mask & logmask::CACHE != 0;
+        if log {
+            crate::log::info(&format!(
+                "looking for session {id} in {} cache",
+                c.cache_type
+            ));
         }
+        let der = c.store().lookup(id)?;
+        let s = SslSession::from_der(&der).ok()?;
+        if log {
+            crate::log::info(&format!(
+                "reloaded session {id} from {} cache",
+                c.cache_type
+            ));
+        }
+        Some(s)
     }
 
-    fn uncache(&self, key: &str) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+    /// Drops the session of a failed handshake from the store.
+    fn uncache(&self, id: &str) {
+        let Some(c) = &self.cache else {
+            return;
+        };
+        if self.settings.log_mask & logmask::CACHE != 0 {
+            crate::log::info(&format!("remove session {id} from client cache"));
+        }
+        c.store().delete(id);
     }
 
     /// Runs the client handshake over `stream` (after the server's 220 to STARTTLS, or at
@@ -534,7 +600,7 @@ impl ClientContext {
 
         let must_fail = Arc::new(Mutex::new(false));
         let mut fail_now = false;
-        auth_enable(&mut ssl, p, mask, &mut log, &mut fail_now)?;
+        let sni = auth_enable(&mut ssl, p, mask, &mut log, &mut fail_now)?;
 
         if !pol.tlsa.is_empty() && level.must_match() {
             match add_tlsa(&mut ssl, &pol.tlsa, p.namaddr, &mut log) {
@@ -569,14 +635,30 @@ impl ClientContext {
             unsafe { openssl_sys::SSL_set_security_level(ssl.as_ptr(), 1) };
         }
 
-        let key = format!("{}&{}", p.serverid, pol.cache_key());
-        if !self.cache_timeout.is_zero()
-            && let Some(sess) = self.cached_session(&key)
-        {
+        let key = session_cache::serverid(
+            p.serverid,
+            &session_cache::DigestInput {
+                helo: p.helo,
+                protocols: &pol.protocols,
+                cipher_list: &clist,
+                must_fail: fail_now,
+                level,
+                tlsa: &pol.tlsa,
+                sni: sni.as_deref(),
+            },
+        );
+        if let Some(sess) = self.cached_session(&key) {
             // SAFETY: the session comes from this same SSL_CTX (the cache belongs to it).
             let _ = unsafe { ssl.set_session(&sess) };
         }
-        ssl.set_ex_data(self.cache_key, key.clone());
+        let keep = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        ssl.set_ex_data(
+            self.cache_key,
+            SessionName {
+                id: key.clone(),
+                keep: Arc::clone(&keep),
+            },
+        );
 
         let verr: Arc<Mutex<VerifyError>> = Arc::new(Mutex::new(VerifyError::default()));
         let ve = Arc::clone(&verr);
@@ -628,7 +710,7 @@ impl ClientContext {
             }
         };
         tls.get_mut().deadline = None;
-        let mut info = self.post_connect(tls.ssl(), p, level, fail_now, &verr);
+        let mut info = self.post_connect(tls.ssl(), p, level, fail_now, &verr, (&key, &keep));
         // Postfix logs these as they happen, before the handshake: keep them for the
         // caller also when the handshake succeeds (they were dropped before).
         info.setup_warnings = log;
@@ -647,6 +729,7 @@ impl ClientContext {
         level: Level,
         must_fail: bool,
         verr: &Mutex<VerifyError>,
+        (id, keep): (&str, &std::sync::atomic::AtomicBool),
     ) -> TlsInfo {
         let reused = ssl.session_reused();
         let cipher = ssl.current_cipher();
@@ -698,6 +781,20 @@ impl ClientContext {
                 .unwrap_or_default();
             let trusted = ssl.verify_result() == X509VerifyResult::OK && !must_fail;
             info.matched = trusted && level.must_match();
+            // A resumed session carries the verification of its first handshake, and its
+            // name (like Postfix's) does not cover the match list. Postfix trusts it as
+            // is; we re-check the names, and drop a session that no longer passes so that
+            // the next attempt verifies the server afresh.
+            if reused
+                && info.matched
+                && matches!(level, Level::Verify | Level::Secure)
+                && !names_match(&cert, p)
+            {
+                info.matched = false;
+                self.uncache(id);
+                // Nor may tickets from this connection take its place.
+                keep.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
             let mask = self.settings.log_mask;
             if reused && mask & logmask::CACHE != 0 {
                 info.details
@@ -951,7 +1048,7 @@ fn auth_enable(
     mask: u32,
     log: &mut Vec<String>,
     must_fail: &mut bool,
-) -> Result<(), HandshakeError> {
+) -> Result<Option<String>, HandshakeError> {
     let pol = p.policy;
     let mut sni: Option<String> = match pol.sni.as_str() {
         "" => None,
@@ -1012,8 +1109,9 @@ fn auth_enable(
         if mask & logmask::DEBUG != 0 {
             crate::log::info(&format!("{}: SNI hostname: {name}", p.namaddr));
         }
+        return Ok(Some(name));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Registers the reference names; with none registered OpenSSL would check no name, so
@@ -1050,6 +1148,27 @@ fn add_namechecks(ssl: &mut Ssl, p: &StartProps<'_>, log: &mut Vec<String>, must
         ));
         *must_fail = true;
     }
+}
+
+/// Whether the certificate matches one of the policy's reference names (as OpenSSL
+/// checks them during a full handshake).
+fn names_match(cert: &X509Ref, p: &StartProps<'_>) -> bool {
+    p.policy
+        .match_names
+        .iter()
+        .filter_map(|m| reference_name(m, p.nexthop, p.host))
+        .any(|name| {
+            // SAFETY: cert is live; the name is passed with its length; no peername out.
+            unsafe {
+                openssl_sys::X509_check_host(
+                    cert.as_ptr(),
+                    name.as_ptr().cast(),
+                    name.len(),
+                    ffi::X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS,
+                    std::ptr::null_mut(),
+                ) == 1
+            }
+        })
 }
 
 /// The name OpenSSL should check for one match-list entry: `hostname` is the server

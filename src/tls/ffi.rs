@@ -51,6 +51,7 @@ unsafe extern "C" {
         ctx: *mut SSL_CTX,
         cb: Option<unsafe extern "C" fn(ssl: *const SSL, where_: c_int, ret: c_int)>,
     );
+    pub fn SSL_CTX_set_timeout(ctx: *mut SSL_CTX, t: libc::c_long) -> libc::c_long;
     pub fn SSL_alert_type_string_long(value: c_int) -> *const c_char;
     pub fn SSL_get0_dane_authority(
         ssl: *mut SSL,

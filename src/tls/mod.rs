@@ -11,6 +11,7 @@
 //! * `client`: the OpenSSL client context, the handshake over any `conn::Stream`, the
 //!   trust decision (Anonymous, Untrusted, Trusted, Verified), the session cache and the
 //!   log and error texts Postfix produces.
+//! * `session_cache`: where resumable sessions are kept and Postfix's names for them.
 //! * `smtp`: the STARTTLS decisions and failure texts of smtp_proto.c / smtp_connect.c.
 //!
 //! The session layer drives STARTTLS (see `smtp` for the order of calls); nothing here
@@ -22,6 +23,7 @@ mod ffi;
 pub mod fprint;
 pub mod grade;
 pub mod policy;
+pub mod session_cache;
 pub mod smtp;
 
 pub use client::{ClientContext, HandshakeError, StartProps, TlsInfo, TlsStream, Trust};
