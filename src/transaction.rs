@@ -581,9 +581,9 @@ impl Tx<'_, '_, '_> {
                     }
                     return;
                 }
-                // The body's tail goes out now, so that trouble with it is reported as
-                // trouble with the body, under smtp_data_xfer_timeout.
-                (Ok(()), None) => conn.flush(),
+                // The body's tail goes out with end-of-data (and a pipelined QUIT) in one
+                // write, as in Postfix: the same TCP segments and TLS records.
+                (Ok(()), None) => Ok(()),
             }
         };
         if body.folded() && !self.dl.logged_folding {

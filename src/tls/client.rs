@@ -224,6 +224,66 @@ pub struct StartProps<'a> {
 struct Under {
     inner: Box<dyn Stream>,
     deadline: Option<Instant>,
+    /// Log every TLS record read and written as a hex dump (the packet-dump log
+    /// features: the handshake only, or the whole session).
+    dump: bool,
+}
+
+/// One read or write of TLS records as Postfix's packet dump logs it: the call, then 16
+/// bytes per line in hex and text, trailing spaces and NULs summarised. The "addresses"
+/// only tell calls apart, as in Postfix.
+fn dump_io(what: &str, obj: usize, buf: &[u8], asked: usize, got: &io::Result<usize>) {
+    let base = buf.as_ptr() as usize;
+    match got {
+        Ok(n) if *n > 0 => {
+            crate::log::info(&format!(
+                "{what} {obj:08X} [{base:08X}] ({asked} bytes => {n} (0x{n:X}))"
+            ));
+            for l in dump_lines(&buf[..*n]) {
+                crate::log::info(&l);
+            }
+        }
+        Ok(_) => crate::log::info(&format!(
+            "{what} {obj:08X} [{base:08X}] ({asked} bytes => 0)"
+        )),
+        Err(_) => crate::log::info(&format!(
+            "{what} {obj:08X} [{base:08X}] ({asked} bytes => -1)"
+        )),
+    }
+}
+
+/// The hex-dump lines of `data` (tls_dump_buffer's layout).
+fn dump_lines(data: &[u8]) -> Vec<String> {
+    let end = data
+        .iter()
+        .rposition(|&b| b != b' ' && b != 0)
+        .map_or(0, |i| i + 1);
+    let mut out = Vec::new();
+    for (i, row) in data[..end].chunks(16).enumerate() {
+        let mut l = format!("{:04x} ", i * 16);
+        for c in 0..16 {
+            match row.get(c) {
+                Some(b) => l.push_str(&format!("{b:02x}{}", if c == 7 { '|' } else { ' ' })),
+                None => l.push_str("   "),
+            }
+        }
+        l.push(' ');
+        for (c, &b) in row.iter().enumerate() {
+            l.push(if (0x20..0x7f).contains(&b) {
+                char::from(b)
+            } else {
+                '.'
+            });
+            if c == 7 {
+                l.push(' ');
+            }
+        }
+        out.push(l);
+    }
+    if end < data.len() {
+        out.push(format!("{end:04x} - <SPACES/NULLS>"));
+    }
+    out
 }
 
 impl Under {
@@ -242,14 +302,34 @@ impl Under {
 impl Read for Under {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.arm()?;
-        self.inner.read(buf)
+        let r = self.inner.read(buf);
+        if self.dump {
+            dump_io(
+                "read from",
+                self as *const Under as usize,
+                buf,
+                buf.len(),
+                &r,
+            );
+        }
+        r
     }
 }
 
 impl Write for Under {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.arm()?;
-        self.inner.write(buf)
+        let r = self.inner.write(buf);
+        if self.dump {
+            dump_io(
+                "write to",
+                self as *const Under as usize,
+                buf,
+                buf.len(),
+                &r,
+            );
+        }
+        r
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
@@ -259,6 +339,8 @@ impl Write for Under {
 /// A TLS connection over any `Stream`; what `Conn::replace_stream` installs.
 pub struct TlsStream {
     ssl: Mutex<SslStream<Under>>,
+    /// Log the first 40 bytes of each read and write (the session packet dump).
+    log_chars: bool,
 }
 
 impl TlsStream {
@@ -267,14 +349,35 @@ impl TlsStream {
     }
 }
 
+/// "Read/Write N chars: TEXT" with the first 40 bytes.
+fn log_chars(what: &str, data: &[u8]) {
+    let head = &data[..data.len().min(40)];
+    let head = head.split(|&b| b == 0).next().unwrap_or(&[]);
+    crate::log::info(&format!(
+        "{what} {} chars: {}",
+        data.len(),
+        String::from_utf8_lossy(head)
+    ));
+}
+
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.get().read(buf)
+        let r = self.get().read(buf);
+        if self.log_chars
+            && let Ok(n) = r
+            && n > 0
+        {
+            log_chars("Read", &buf[..n]);
+        }
+        r
     }
 }
 
 impl Write for TlsStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.log_chars {
+            log_chars("Write", buf);
+        }
         self.get().write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -700,6 +803,7 @@ impl ClientContext {
         let under = Under {
             inner: stream,
             deadline: Some(Instant::now() + p.timeout.max(Duration::from_secs(1))),
+            dump: mask & logmask::TLSPKTS != 0,
         };
         let mut tls = match ssl.connect(under) {
             Ok(s) => s,
@@ -710,6 +814,8 @@ impl ClientContext {
             }
         };
         tls.get_mut().deadline = None;
+        // The handshake dump ends here unless the whole session is dumped.
+        tls.get_mut().dump = mask & logmask::ALLPKTS != 0;
         let mut info = self.post_connect(tls.ssl(), p, level, fail_now, &verr, (&key, &keep));
         // Postfix logs these as they happen, before the handshake: keep them for the
         // caller also when the handshake succeeds (they were dropped before).
@@ -717,6 +823,7 @@ impl ClientContext {
         Ok((
             TlsStream {
                 ssl: Mutex::new(tls),
+                log_chars: mask & logmask::ALLPKTS != 0,
             },
             info,
         ))
@@ -1495,6 +1602,21 @@ mod tests {
             verify_error_text(n, 62, 0, ""),
             "server certificate verification failed for mx.example.com[192.0.2.1]:25: num=62:hostname mismatch"
         );
+    }
+
+    #[test]
+    fn packet_dump_layout() {
+        let mut data: Vec<u8> = b"EHLO client.test\r\n".to_vec();
+        data.extend_from_slice(&[0, b' ', 0]);
+        assert_eq!(
+            dump_lines(&data),
+            vec![
+                "0000 45 48 4c 4f 20 63 6c 69|65 6e 74 2e 74 65 73 74  EHLO cli ent.test",
+                "0010 0d 0a                                            ..",
+                "0012 - <SPACES/NULLS>",
+            ]
+        );
+        assert!(dump_lines(&[0, 0]).len() == 1);
     }
 
     #[test]
