@@ -131,8 +131,8 @@ impl Security {
             match ClientContext::new(&tls) {
                 Ok(c) => Some(c),
                 Err(lines) => {
-                    for l in lines {
-                        log::warn(&l);
+                    for (level, l) in lines {
+                        log::log(level, &l);
                     }
                     None
                 }
