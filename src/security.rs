@@ -166,15 +166,27 @@ impl Security {
             fold: true,
         };
         let tls_policy = open_maps(cfg, "smtp_tls_policy_maps", &opts)?;
-        let tls_per_site = open_maps(cfg, "smtp_tls_per_site", &opts)?;
+        // The obsolete per-site table is not even opened when a policy table is set.
+        let tls_per_site = if tls_policy.is_some() {
+            if !cfg.get("smtp_tls_per_site").trim().is_empty() {
+                log::warn(&format!(
+                    "{} ignored when {} is not empty.",
+                    cfg.name_for("smtp_tls_per_site"),
+                    cfg.name_for("smtp_tls_policy_maps")
+                ));
+            }
+            None
+        } else {
+            open_maps(cfg, "smtp_tls_per_site", &opts)?
+        };
         // Postfix sets up its TLS engine only when TLS can be used at all.
         let wanted = tls.level > Level::None || tls_policy.is_some() || tls_per_site.is_some();
         let tls_ctx = if wanted {
             match ClientContext::new_with_cache(&tls, session_cache(cfg, &tls)) {
                 Ok(c) => Some(c),
                 Err(lines) => {
-                    for l in lines {
-                        log::warn(&l);
+                    for (level, l) in lines {
+                        log::log(level, &l);
                     }
                     None
                 }

@@ -940,16 +940,47 @@ fn messages_over_tls_are_recorded_with_the_session() {
 
 #[test]
 fn engine_setup_errors_are_reported() {
+    use outpost::log::Level as Sev;
     let s = Settings {
         ca_file: "/nonexistent/ca.pem".into(),
         ..Settings::default()
     };
     let e = ClientContext::new(&s).err().unwrap();
+    // Postfix logs this one with msg_info, OpenSSL's reasons as warnings.
     assert_eq!(
         e[0],
-        "cannot load Certification Authority data, CAfile=\"/nonexistent/ca.pem\": disabling TLS support"
+        (
+            Sev::Info,
+            "cannot load Certification Authority data, CAfile=\"/nonexistent/ca.pem\": disabling TLS support"
+                .to_string()
+        )
     );
-    // The key defaults to the certificate file, which here has no key.
+    assert!(e[1..].iter().all(|(l, _)| *l == Sev::Warning), "{e:?}");
+    // The key file defaults to $smtp_tls_cert_file: the same name means one file read in
+    // one pass, here without a key.
+    let s = Settings {
+        cert_file: pki().p("client.pem"),
+        key_file: pki().p("client.pem"),
+        ..Settings::default()
+    };
+    let e = ClientContext::new(&s).err().unwrap();
+    assert_eq!(
+        e,
+        vec![
+            (
+                Sev::Warning,
+                format!("No private key found in {}", pki().p("client.pem"))
+            ),
+            (
+                Sev::Warning,
+                format!(
+                    "error loading private keys and certificates from: {}: disabling TLS support",
+                    pki().p("client.pem")
+                )
+            ),
+        ]
+    );
+    // An explicitly empty key file is not replaced by the certificate file.
     let s = Settings {
         cert_file: pki().p("client.pem"),
         ..Settings::default()
@@ -957,9 +988,9 @@ fn engine_setup_errors_are_reported() {
     let e = ClientContext::new(&s).err().unwrap();
     assert_eq!(
         e[0],
-        format!(
-            "cannot get RSA private key from file \"{}\": disabling TLS support",
-            pki().p("client.pem")
+        (
+            Sev::Warning,
+            "cannot get RSA private key from file \"\": disabling TLS support".to_string()
         )
     );
     let s = Settings {
@@ -969,13 +1000,22 @@ fn engine_setup_errors_are_reported() {
     };
     let e = ClientContext::new(&s).err().unwrap();
     assert!(
-        e[0].starts_with("cannot get RSA private key from file"),
+        e[0].1.starts_with("cannot get RSA private key from file"),
         "{e:?}"
     );
-    assert!(e[1].contains("key values mismatch"), "{e:?}");
+    assert!(e[1].1.contains("key values mismatch"), "{e:?}");
     let s = Settings {
         fingerprint_digest: "sha3000".into(),
         ..Settings::default()
     };
-    assert!(ClientContext::new(&s).is_err());
+    assert_eq!(
+        ClientContext::new(&s).err().unwrap(),
+        vec![
+            (
+                Sev::Warning,
+                "Digest algorithm \"sha3000\" not found".to_string()
+            ),
+            (Sev::Warning, "disabling TLS support".to_string()),
+        ]
+    );
 }

@@ -1383,6 +1383,32 @@ fn verify_depth_client_cert_slots_per_site_and_lmtp() {
         );
         check(&format!("per_site {entry}"), &sink, &run, &w);
     }
+    // With a policy table, the per-site table is ignored (and not even opened).
+    let sink = tls_sink("srv", &[]);
+    let table = policy_table(&dir, &format!("{} encrypt\n", sink.dest()));
+    let run = deliver(
+        &sink,
+        &[
+            "smtp_tls_security_level=",
+            &format!("smtp_tls_policy_maps={table}"),
+            "smtp_tls_per_site=hash:/nonexistent/per_site",
+        ],
+    );
+    check(
+        "per_site ignored",
+        &sink,
+        &run,
+        &Want {
+            sent: true,
+            log: &[
+                UNTRUSTED,
+                "smtp_tls_per_site ignored when smtp_tls_policy_maps is not empty.",
+            ],
+            result: &[],
+            tls: true,
+        },
+    );
+    assert!(!run.stderr.contains("/nonexistent/per_site"), "{run}");
     // LMTP over TCP with STARTTLS: the lmtp_tls_* parameters apply, not smtp_tls_*.
     let sink = tls_sink("srv", &["--lmtp"]);
     let dest = format!("inet:127.0.0.1:{}", sink.port());

@@ -9,6 +9,7 @@
 //! failure" (opportunistic TLS may retry in plaintext), an unmatched certificate at a
 //! matching level is "Server certificate not verified".
 
+use super::certkey;
 use super::dane::TlsaRecord;
 use super::ffi;
 use super::fprint;
@@ -16,6 +17,7 @@ use super::grade;
 use super::policy::logmask;
 use super::policy::{Level, Policy, Settings};
 use super::session_cache::{self, CacheSetup, MemoryStore, SessionStore};
+use crate::log::Level as LogLevel;
 use crate::session::conn::Stream;
 use foreign_types::{ForeignType, ForeignTypeRef};
 use openssl::error::ErrorStack;
@@ -24,8 +26,8 @@ use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Public};
 use openssl::ssl::{
-    self, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslOptions, SslRef,
-    SslSession, SslSessionCacheMode, SslStream, SslVerifyMode,
+    self, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslRef, SslSession,
+    SslSessionCacheMode, SslStream, SslVerifyMode,
 };
 use openssl::x509::{X509NameRef, X509Ref, X509VerifyResult};
 use std::ffi::{CStr, CString};
@@ -439,21 +441,32 @@ fn errors(stack: &ErrorStack) -> Vec<String> {
     stack.errors().iter().map(library_problem).collect()
 }
 
-/// One queued OpenSSL error in Postfix's form: ERR_error_string_n's text (which leaves
-/// the function field empty with OpenSSL 3), then file, line and data. The openssl
-/// crate's Display adds the function name, which Postfix's log does not have.
-fn library_problem(e: &openssl::error::Error) -> String {
-    let lib = e
-        .library()
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("lib({})", e.library_code()));
-    let reason = e
-        .reason()
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("reason({})", e.reason_code()));
+/// Engine set-up log lines, each with the severity Postfix gives it.
+pub type SetupLog = Vec<(LogLevel, String)>;
+
+fn warning(text: String) -> (LogLevel, String) {
+    (LogLevel::Warning, text)
+}
+
+/// OpenSSL's queued errors as set-up lines (tls_print_errors logs them as warnings).
+fn setup_errors(stack: &ErrorStack) -> SetupLog {
+    errors(stack).into_iter().map(warning).collect()
+}
+
+/// One queued OpenSSL error in Postfix's form: ERR_error_string_n's text (the function
+/// field is empty with OpenSSL 3; system errors get their strerror text), then file, line
+/// and, when it is text, the data. The openssl crate's Display adds the function name,
+/// which Postfix's log does not have, and has no text for system errors.
+pub(super) fn library_problem(e: &openssl::error::Error) -> String {
+    let mut buf = [0 as libc::c_char; 1024];
+    // SAFETY: the buffer is valid for its length; OpenSSL always NUL-terminates it.
+    let text = unsafe {
+        ffi::ERR_error_string_n(e.code(), buf.as_mut_ptr(), buf.len());
+        CStr::from_ptr(buf.as_ptr())
+    };
     let mut s = format!(
-        "TLS library problem: error:{:08X}:{lib}::{reason}:{}:{}:",
-        e.code(),
+        "TLS library problem: {}:{}:{}:",
+        text.to_string_lossy(),
         e.file(),
         e.line()
     );
@@ -468,10 +481,12 @@ fn library_problem(e: &openssl::error::Error) -> String {
 const MAX_CACHE_TIMEOUT: Duration = Duration::from_secs(8_640_000);
 
 impl ClientContext {
-    /// Sets up the engine; `Err` lines mean TLS is unavailable ("TLS is required, but our
-    /// TLS engine is unavailable" for mandatory levels, plaintext otherwise).
-    pub fn new(settings: &Settings) -> Result<ClientContext, Vec<String>> {
-        // Without another store, sessions stay in this process.
+    /// Sets up the engine (tls_client_init) with sessions cached in this process when
+    /// smtp_tls_session_cache_database is set; `Err` lines, each with its severity, mean
+    /// TLS is unavailable ("TLS is required, but our TLS engine is unavailable" for
+    /// mandatory levels, plaintext otherwise). Warnings about a usable set-up are logged
+    /// here.
+    pub fn new(settings: &Settings) -> Result<ClientContext, SetupLog> {
         let timeout = settings.session_cache_timeout.min(MAX_CACHE_TIMEOUT);
         let cache = (!timeout.is_zero()).then(|| CacheSetup {
             store: Box::new(MemoryStore::new(timeout)),
@@ -485,7 +500,7 @@ impl ClientContext {
     pub fn new_with_cache(
         settings: &Settings,
         session_cache: Option<CacheSetup>,
-    ) -> Result<ClientContext, Vec<String>> {
+    ) -> Result<ClientContext, SetupLog> {
         let mask = settings.log_mask;
         if let Some(w) = &settings.log_warning {
             crate::log::warn(w);
@@ -494,13 +509,21 @@ impl ClientContext {
             crate::log::info("initializing the client-side TLS engine");
         }
         let md = fprint::digest_by_name(&settings.fingerprint_digest).ok_or_else(|| {
-            vec![format!(
-                "Digest algorithm \"{}\" not found: disabling TLS support",
-                settings.fingerprint_digest
-            )]
+            vec![
+                warning(format!(
+                    "Digest algorithm \"{}\" not found",
+                    settings.fingerprint_digest
+                )),
+                warning("disabling TLS support".to_string()),
+            ]
         })?;
-        let mut b = SslContextBuilder::new(SslMethod::tls_client()).map_err(|e| errors(&e))?;
-        b.set_options(SslOptions::ALL | SslOptions::NO_COMPRESSION);
+        let mut b = SslContextBuilder::new(SslMethod::tls_client()).map_err(|e| {
+            let mut v = vec![warning(
+                "cannot allocate client SSL_CTX: disabling TLS support".to_string(),
+            )];
+            v.extend(setup_errors(&e));
+            v
+        })?;
         // Postfix starts from OpenSSL security level 0 (backwards compatible, for
         // opportunistic TLS: anonymous ciphers, old protocols and small keys stay
         // possible) and raises it to 1 per connection only where a match is required.
@@ -508,75 +531,76 @@ impl ClientContext {
         // smtp_tls_ciphers/exclude settings allow, e.g. the aNULL suites at "encrypt".
         // SAFETY: b wraps a live SSL_CTX.
         unsafe { openssl_sys::SSL_CTX_set_security_level(b.as_ptr(), 0) };
-        let cafile = (!settings.ca_file.is_empty()).then_some(settings.ca_file.as_str());
-        let capath = (!settings.ca_path.is_empty()).then_some(settings.ca_path.as_str());
+        b.set_verify_depth(settings.verify_depth.saturating_add(1));
+        // SAFETY: the builder owns a valid SSL_CTX for the duration of these calls; the
+        // digest pointer is a static OpenSSL method table.
+        unsafe {
+            // Needed for fingerprints and trust-anchor files too, not only DANE.
+            if ffi::SSL_CTX_dane_enable(b.as_ptr()) <= 0 {
+                let mut v = vec![warning(
+                    "OpenSSL DANE initialization failed: disabling TLS support".to_string(),
+                )];
+                v.extend(setup_errors(&ErrorStack::get()));
+                return Err(v);
+            }
+            // The fingerprint level's private-use matching type means the configured
+            // digest; the standard ones (1 = SHA-256, 2 = SHA-512) keep OpenSSL's default.
+            // Postfix only complains about a failure here and carries on.
+            if ffi::SSL_CTX_dane_mtype_set(b.as_ptr(), md.as_ptr(), 255, 3) <= 0 {
+                crate::log::warn("tls_dane_digests: error configuring matching type 255");
+                for (_, l) in setup_errors(&ErrorStack::get()) {
+                    crate::log::warn(&l);
+                }
+            }
+        }
+        b.set_options(SslOptions::ALL | SslOptions::NO_COMPRESSION);
+        if mask & logmask::DEBUG != 0 {
+            // SAFETY: b wraps a live SSL_CTX; the callback is a plain function.
+            unsafe { ffi::SSL_CTX_set_info_callback(b.as_ptr(), Some(info_callback)) };
+        }
+        let (cafile, capath) = (
+            certkey::c_string_prefix(&settings.ca_file),
+            certkey::c_string_prefix(&settings.ca_path),
+        );
+        let cafile = (!cafile.is_empty()).then_some(cafile);
+        let capath = (!capath.is_empty()).then_some(capath);
         if cafile.is_some() || capath.is_some() {
             let loaded = match (cafile, capath) {
                 (Some(f), p) => b.load_verify_locations(Some(f.as_ref()), p.map(AsRef::as_ref)),
                 (None, p) => b.load_verify_locations(None, p.map(AsRef::as_ref)),
             };
+            // Postfix reports these two with msg_info, the library errors as warnings.
             if let Err(e) = loaded {
-                let mut v = vec![format!(
-                    "cannot load Certification Authority data, {}: disabling TLS support",
-                    ca_args(cafile, capath)
+                let mut v = vec![(
+                    LogLevel::Info,
+                    format!(
+                        "cannot load Certification Authority data, {}: disabling TLS support",
+                        ca_args(cafile, capath)
+                    ),
                 )];
-                v.extend(errors(&e));
+                v.extend(setup_errors(&e));
                 return Err(v);
             }
             if settings.append_default_ca
                 && let Err(e) = b.set_default_verify_paths()
             {
-                let mut v = vec!["cannot set default OpenSSL certificate verification paths: disabling TLS support".to_string()];
-                v.extend(errors(&e));
+                let mut v = vec![(
+                    LogLevel::Info,
+                    "cannot set default OpenSSL certificate verification paths: disabling TLS support"
+                        .to_string(),
+                )];
+                v.extend(setup_errors(&e));
                 return Err(v);
             }
         }
-        b.set_verify_depth(settings.verify_depth.saturating_add(1));
-        if mask & logmask::DEBUG != 0 {
-            // SAFETY: b wraps a live SSL_CTX; the callback is a plain function.
-            unsafe { ffi::SSL_CTX_set_info_callback(b.as_ptr(), Some(info_callback)) };
+        let mut keylog = SetupLog::new();
+        if !certkey::load(&mut b, settings, &mut keylog) {
+            return Err(keylog);
         }
-        // smtp_tls_chain_files, when set, replaces the per-algorithm parameters.
-        let chains: Vec<&str> = settings
-            .chain_files
-            .split([',', ' ', '\t', '\r', '\n'])
-            .filter(|s| !s.is_empty())
-            .collect();
-        if chains.is_empty() {
-            for (kind, cert, key) in [
-                ("RSA", &settings.cert_file, &settings.key_file),
-                ("DSA", &settings.dcert_file, &settings.dkey_file),
-                ("ECDSA", &settings.eccert_file, &settings.eckey_file),
-            ] {
-                if cert.is_empty() {
-                    continue;
-                }
-                let key = if key.is_empty() { cert } else { key };
-                load_pair(&mut b, kind, cert, key)?;
-            }
-        } else {
-            for f in chains {
-                load_pair(&mut b, "chain", f, f)?;
-            }
+        for (level, line) in &keylog {
+            crate::log::log(*level, line);
         }
-        // SAFETY: the builder owns a valid SSL_CTX for the duration of these calls; the
-        // digest pointer is a static OpenSSL method table.
-        unsafe {
-            if ffi::SSL_CTX_dane_enable(b.as_ptr()) <= 0 {
-                let mut v = vec!["TLS: error enabling DANE support".to_string()];
-                v.extend(errors(&ErrorStack::get()));
-                return Err(v);
-            }
-            // The fingerprint level's private-use matching type means the configured
-            // digest; the standard ones (1 = SHA-256, 2 = SHA-512) keep OpenSSL's default.
-            if ffi::SSL_CTX_dane_mtype_set(b.as_ptr(), md.as_ptr(), 255, 3) <= 0 {
-                return Err(vec![format!(
-                    "error configuring digest \"{}\" for fingerprints",
-                    settings.fingerprint_digest
-                )]);
-            }
-        }
-        let cache_key = Ssl::new_ex_index::<SessionName>().map_err(|e| errors(&e))?;
+        let cache_key = Ssl::new_ex_index::<SessionName>().map_err(|e| setup_errors(&e))?;
         let cache = match session_cache {
             Some(c) if !c.timeout.is_zero() => {
                 let timeout = c.timeout.min(MAX_CACHE_TIMEOUT);
@@ -1081,35 +1105,6 @@ fn ca_args(cafile: Option<&str>, capath: Option<&str>) -> String {
         (None, Some(p)) => format!("CApath=\"{p}\""),
         (None, None) => String::new(),
     }
-}
-
-fn load_pair(
-    b: &mut SslContextBuilder,
-    kind: &str,
-    cert: &str,
-    key: &str,
-) -> Result<(), Vec<String>> {
-    if let Err(e) = b.set_certificate_chain_file(cert) {
-        let mut v = vec![format!(
-            "cannot get {kind} certificate from file \"{cert}\": disabling TLS support"
-        )];
-        v.extend(errors(&e));
-        return Err(v);
-    }
-    // OpenSSL also compares the key with the certificate here.
-    if let Err(e) = b.set_private_key_file(key, SslFiletype::PEM) {
-        let mut v = vec![format!(
-            "cannot get {kind} private key from file \"{key}\": disabling TLS support"
-        )];
-        v.extend(errors(&e));
-        return Err(v);
-    }
-    if b.check_private_key().is_err() {
-        return Err(vec![format!(
-            "{kind} private key in {key} does not match public key in {cert}: disabling TLS support"
-        )]);
-    }
-    Ok(())
 }
 
 fn set_protocols(ssl: &mut Ssl, p: grade::Protocols, namaddr: &str, log: &mut Vec<String>) {

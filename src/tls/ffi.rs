@@ -1,12 +1,14 @@
 //! The few OpenSSL 3 functions that neither `openssl` nor `openssl-sys` binds: the DANE
 //! verifier (which Postfix also uses for fingerprints and trust-anchor files), multiple
-//! peer names, and details for the log line. Safe wrappers live in `client.rs`; every
-//! pointer passed comes from a live `SslRef`/`SslContextRef`/`X509Ref` of the caller.
+//! peer names, details for the log line, and the raw PEM reader and DER decoders that
+//! the client key loader needs to see object names and trailing bytes. Safe wrappers live
+//! in `client.rs` and `certkey.rs`; every pointer passed comes from a live
+//! `SslRef`/`SslContextRef`/`X509Ref` or an owned wrapper of the caller.
 
 #![allow(non_camel_case_types)]
 
-use libc::{c_char, c_int, c_uint, c_ulong, size_t};
-use openssl_sys::{EVP_MD, SSL, SSL_CTX, X509_NAME};
+use libc::{c_char, c_int, c_long, c_uchar, c_uint, c_ulong, size_t};
+use openssl_sys::{BIO, EVP_MD, EVP_PKEY, SSL, SSL_CTX, X509, X509_NAME, stack_st_X509};
 
 /// RFC 7672: no name checks for DANE-EE(3) matches.
 pub const DANE_FLAG_NO_DANE_EE_NAMECHECKS: c_ulong = 1;
@@ -55,8 +57,8 @@ unsafe extern "C" {
     pub fn SSL_alert_type_string_long(value: c_int) -> *const c_char;
     pub fn SSL_get0_dane_authority(
         ssl: *mut SSL,
-        mcert: *mut *mut openssl_sys::X509,
-        mspki: *mut *mut openssl_sys::EVP_PKEY,
+        mcert: *mut *mut X509,
+        mspki: *mut *mut EVP_PKEY,
     ) -> c_int;
     pub fn SSL_get0_dane_tlsa(
         ssl: *mut SSL,
@@ -67,4 +69,27 @@ unsafe extern "C" {
         dlen: *mut size_t,
     ) -> c_int;
     pub fn X509_NAME_oneline(name: *const X509_NAME, buf: *mut c_char, size: c_int) -> *mut c_char;
+    pub fn ERR_error_string_n(e: c_ulong, buf: *mut c_char, len: size_t);
+    pub fn BIO_new_file(filename: *const c_char, mode: *const c_char) -> *mut BIO;
+    pub fn BIO_free(bio: *mut BIO) -> c_int;
+    pub fn PEM_read_bio(
+        bio: *mut BIO,
+        name: *mut *mut c_char,
+        header: *mut *mut c_char,
+        data: *mut *mut c_uchar,
+        len: *mut c_long,
+    ) -> c_int;
+    pub fn d2i_PrivateKey(
+        type_: c_int,
+        a: *mut *mut EVP_PKEY,
+        pp: *mut *const c_uchar,
+        length: c_long,
+    ) -> *mut EVP_PKEY;
+    pub fn SSL_CTX_use_cert_and_key(
+        ctx: *mut SSL_CTX,
+        x509: *mut X509,
+        privatekey: *mut EVP_PKEY,
+        chain: *mut stack_st_X509,
+        override_: c_int,
+    ) -> c_int;
 }

@@ -8,6 +8,8 @@
 //! * `fprint`: certificate and public-key fingerprints in Postfix's colon-hex format.
 //! * `dane`: TLSA records (from DNS or synthesised from fingerprints and trust-anchor
 //!   files) and Postfix's rules for which of them are usable.
+//! * `certkey`: our client keys and certificates (smtp_tls_chain_files or the per-algorithm
+//!   cert/key files) loaded as Postfix loads them, with its log lines.
 //! * `client`: the OpenSSL client context, the handshake over any `conn::Stream`, the
 //!   trust decision (Anonymous, Untrusted, Trusted, Verified), the session cache and the
 //!   log and error texts Postfix produces.
@@ -17,6 +19,7 @@
 //! The session layer drives STARTTLS (see `smtp` for the order of calls); nothing here
 //! reads or writes SMTP itself.
 
+mod certkey;
 pub mod client;
 pub mod dane;
 mod ffi;
@@ -26,6 +29,6 @@ pub mod policy;
 pub mod session_cache;
 pub mod smtp;
 
-pub use client::{ClientContext, HandshakeError, StartProps, TlsInfo, TlsStream, Trust};
+pub use client::{ClientContext, HandshakeError, SetupLog, StartProps, TlsInfo, TlsStream, Trust};
 pub use dane::{DaneLookup, TlsaRecord};
 pub use policy::{Level, Policy, PolicyError, Resolution, Settings};
