@@ -101,6 +101,22 @@ fn open_maps(cfg: &Config, param: &str, opts: &MapsOptions) -> Result<Option<Mut
     Ok(Some(Mutex::new(maps)))
 }
 
+/// tlsmgr(8)'s socket, when one answers: `private/$tlsmgr_service_name` relative to the
+/// queue directory (our working directory under master), or under $queue_directory.
+fn tlsmgr_socket(cfg: &Config) -> Option<std::path::PathBuf> {
+    let service = match cfg.get("tlsmgr_service_name") {
+        s if s.is_empty() => "tlsmgr".to_string(),
+        s => s,
+    };
+    let local = std::path::PathBuf::from("private").join(&service);
+    let global = std::path::Path::new(&cfg.get("queue_directory"))
+        .join("private")
+        .join(&service);
+    [local, global]
+        .into_iter()
+        .find(|p| std::os::unix::net::UnixStream::connect(p).is_ok())
+}
+
 /// Where TLS sessions are cached. Under master (or with a reachable Postfix instance),
 /// tlsmgr(8) decides, from its own smtp_tls_session_cache_database, and the cache is
 /// shared with every other smtp/lmtp process; otherwise sessions stay in this process,
@@ -115,18 +131,7 @@ fn session_cache(cfg: &Config, tls: &Settings) -> Option<crate::tls::session_cac
     } else {
         "smtp"
     };
-    let service = match cfg.get("tlsmgr_service_name") {
-        s if s.is_empty() => "tlsmgr".to_string(),
-        s => s,
-    };
-    let local = std::path::PathBuf::from("private").join(&service);
-    let global = std::path::Path::new(&cfg.get("queue_directory"))
-        .join("private")
-        .join(&service);
-    let socket = [local, global]
-        .into_iter()
-        .find(|p| std::os::unix::net::UnixStream::connect(p).is_ok());
-    if let Some(path) = socket {
+    if let Some(path) = tlsmgr_socket(cfg) {
         let mut client =
             crate::postfix::tlsmgr::TlsmgrClient::new(path, cache_type, cfg.time("ipc_timeout"));
         return client.policy().map(|timeout| CacheSetup {
@@ -183,7 +188,21 @@ impl Security {
         let wanted = tls.level > Level::None || tls_policy.is_some() || tls_per_site.is_some();
         let tls_ctx = if wanted {
             match ClientContext::new_with_cache(&tls, session_cache(cfg, &tls)) {
-                Ok(c) => Some(c),
+                Ok(c) => Some(match tlsmgr_socket(cfg) {
+                    // Postfix adds tlsmgr's entropy to OpenSSL's at start-up and before
+                    // each handshake. (Without tlsmgr it would disable TLS; OpenSSL 3
+                    // seeds itself, so we go on.)
+                    Some(path) => {
+                        let mut m = crate::postfix::tlsmgr::TlsmgrClient::new(
+                            path,
+                            "smtp",
+                            cfg.time("ipc_timeout"),
+                        );
+                        let n = usize::try_from(cfg.int("tls_daemon_random_bytes")).unwrap_or(32);
+                        c.with_entropy(Box::new(move |n| m.seed(n)), n)
+                    }
+                    None => c,
+                }),
                 Err(lines) => {
                     for (level, l) in lines {
                         log::log(level, &l);

@@ -1019,3 +1019,25 @@ fn engine_setup_errors_are_reported() {
         ]
     );
 }
+
+#[test]
+fn entropy_is_added_at_start_up_and_before_each_handshake() {
+    let sink = sink_with("srv", false, None);
+    let s = settings(Level::May);
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let c = std::sync::Arc::clone(&calls);
+    let ctx = ClientContext::new(&s).unwrap().with_entropy(
+        Box::new(move |n| {
+            c.lock().unwrap().push(n);
+            Some(vec![7u8; n])
+        }),
+        32,
+    );
+    assert_eq!(*calls.lock().unwrap(), vec![32]);
+    let p = resolve(&s, None, "example.test", "mx.example.test");
+    for _ in 0..2 {
+        let o = starttls_with(&ctx, &sink, &p, "example.test", "mx.example.test", "e");
+        assert!(o.result.is_ok());
+    }
+    assert_eq!(*calls.lock().unwrap(), vec![32, 32, 32]);
+}

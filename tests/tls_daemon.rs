@@ -858,6 +858,27 @@ fn tls_session_cache_through_tlsmgr_like_postfix_smtp() {
         k.p("ca.pem")
     );
     let pf = Instance::start(&transport, &main);
+    // The tlsmgr client against Postfix's tlsmgr itself: policy, entropy, and a session
+    // stored, found and deleted.
+    {
+        use outpost::tls::session_cache::SessionStore;
+        let path = pf.queue_dir().join("private/tlsmgr");
+        let mut m =
+            outpost::postfix::tlsmgr::TlsmgrClient::new(path, "smtp", Duration::from_secs(5));
+        assert_eq!(m.policy(), Some(Duration::from_secs(3600)));
+        assert_eq!(m.seed(32).map(|s| s.len()), Some(32));
+        m.update("test&id", b"session bytes");
+        assert_eq!(m.lookup("test&id").as_deref(), Some(&b"session bytes"[..]));
+        m.delete("test&id");
+        assert_eq!(m.lookup("test&id"), None);
+        let mut lm = outpost::postfix::tlsmgr::TlsmgrClient::new(
+            pf.queue_dir().join("private/tlsmgr"),
+            "lmtp",
+            Duration::from_secs(5),
+        );
+        // No lmtp_tls_session_cache_database: LMTP sessions are not cached.
+        assert_eq!(lm.policy(), None);
+    }
     for n in 1..=2 {
         for d in ["pf", "op"] {
             pf.sendmail(&["-f", "s@sender.test", &format!("r{n}@{d}.test")], MSG);

@@ -76,6 +76,22 @@ impl TlsmgrClient {
         None
     }
 
+    /// `n` bytes from tlsmgr's entropy pool ("seed"), to add to OpenSSL's.
+    pub fn seed(&mut self, n: usize) -> Option<Vec<u8>> {
+        let size = i32::try_from(n).unwrap_or(i32::MAX);
+        let (status, data) = self.call(|ch| {
+            ch.writer.str("request", "seed").map_err(e2s)?;
+            ch.writer.int("size", size).map_err(e2s)?;
+            ch.writer.end().map_err(e2s)?;
+            ch.writer.flush().map_err(e2s)?;
+            let status = ch.reader.expect_int("status").map_err(e2s)?;
+            let data = ch.reader.expect_data("seed").map_err(e2s)?;
+            ch.reader.expect_end().map_err(e2s)?;
+            Ok((status, data))
+        })?;
+        (status == STAT_OK && !data.is_empty()).then_some(data)
+    }
+
     /// tlsmgr's answer to "policy": `Some(timeout)` when sessions of our type are cached.
     pub fn policy(&mut self) -> Option<Duration> {
         let ct = self.cache_type.clone();

@@ -435,6 +435,22 @@ pub struct ClientContext {
     cache: Option<Arc<SessionCache>>,
     /// The session name of a connection, for the new-session callback.
     cache_key: Index<Ssl, SessionName>,
+    /// Extra entropy for OpenSSL before each handshake (tlsmgr's pool under master).
+    entropy: Option<Mutex<EntropySource>>,
+    entropy_bytes: usize,
+}
+
+/// A source of `n` random bytes.
+pub type EntropySource = Box<dyn FnMut(usize) -> Option<Vec<u8>> + Send>;
+
+/// Mixes bytes from an outside source into OpenSSL's generator.
+fn add_entropy(src: &Mutex<EntropySource>, n: usize) {
+    let mut f = src.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(buf) = f(n) {
+        let len = libc::c_int::try_from(buf.len()).unwrap_or(0);
+        // SAFETY: buf is valid for len bytes; OpenSSL copies what it needs.
+        unsafe { openssl_sys::RAND_add(buf.as_ptr().cast(), len, f64::from(len)) };
+    }
 }
 
 fn errors(stack: &ErrorStack) -> Vec<String> {
@@ -531,7 +547,15 @@ impl ClientContext {
         // smtp_tls_ciphers/exclude settings allow, e.g. the aNULL suites at "encrypt".
         // SAFETY: b wraps a live SSL_CTX.
         unsafe { openssl_sys::SSL_CTX_set_security_level(b.as_ptr(), 0) };
-        b.set_verify_depth(settings.verify_depth.saturating_add(1));
+        // One more than the parameter, as Postfix; a negative result means OpenSSL's
+        // default limit.
+        // SAFETY: b wraps a live SSL_CTX.
+        unsafe {
+            openssl_sys::SSL_CTX_set_verify_depth(
+                b.as_ptr(),
+                settings.verify_depth.saturating_add(1),
+            )
+        };
         // SAFETY: the builder owns a valid SSL_CTX for the duration of these calls; the
         // digest pointer is a static OpenSSL method table.
         unsafe {
@@ -643,7 +667,19 @@ impl ClientContext {
             md,
             cache,
             cache_key,
+            entropy: None,
+            entropy_bytes: 0,
         })
+    }
+
+    /// Seeds OpenSSL from `src` now and before each handshake with `n` bytes
+    /// (tls_daemon_random_bytes), as Postfix's client does with tlsmgr's pool.
+    pub fn with_entropy(mut self, src: EntropySource, n: usize) -> ClientContext {
+        let src = Mutex::new(src);
+        add_entropy(&src, n);
+        self.entropy = Some(src);
+        self.entropy_bytes = n;
+        self
     }
 
     pub fn settings(&self) -> &Settings {
@@ -824,6 +860,9 @@ impl ClientContext {
             true
         });
 
+        if let Some(src) = &self.entropy {
+            add_entropy(src, self.entropy_bytes);
+        }
         let under = Under {
             inner: stream,
             deadline: Some(Instant::now() + p.timeout.max(Duration::from_secs(1))),

@@ -236,7 +236,9 @@ pub struct Settings {
     pub eccert_file: String,
     pub eckey_file: String,
     pub chain_files: String,
-    pub verify_depth: u32,
+    /// smtp_tls_scert_verifydepth as given (Postfix enforces no minimum: -1 allows no
+    /// intermediate CA at all, lower values mean OpenSSL's default).
+    pub verify_depth: i32,
     pub starttls_timeout: Duration,
     pub session_cache_timeout: Duration,
     pub wrappermode: bool,
@@ -431,8 +433,11 @@ impl Settings {
             eccert_file: cfg.get("smtp_tls_eccert_file"),
             eckey_file: cfg.get("smtp_tls_eckey_file"),
             chain_files: cfg.get("smtp_tls_chain_files"),
-            verify_depth: u32::try_from(cfg.int("smtp_tls_scert_verifydepth").clamp(0, 100))
-                .unwrap_or(9),
+            verify_depth: i32::try_from(
+                cfg.int("smtp_tls_scert_verifydepth")
+                    .clamp(-100_000, 100_000),
+            )
+            .unwrap_or(9),
             starttls_timeout: cfg.time("smtp_starttls_timeout"),
             // Postfix caches client sessions only when tlsmgr(8) has a cache database
             // (smtp_tls_session_cache_database, empty by default); without one no
