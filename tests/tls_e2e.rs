@@ -1450,4 +1450,53 @@ fn verify_depth_client_cert_slots_per_site_and_lmtp() {
             tls: true,
         },
     );
+    // LMTP over a UNIX-domain socket: opportunistic TLS is turned off (with Postfix's
+    // warning, once connected); a mandatory level uses $myhostname as the TLS nexthop.
+    let sink = tls_sink("srv", &["--lmtp", "LISTEN=unix:{dir}/lmtp.sock"]);
+    let run = send(
+        &sink.dest(),
+        &[
+            "-o",
+            "lmtp_tls_loglevel=1",
+            "-o",
+            "lmtp_tls_security_level=may",
+        ],
+        &[R],
+        MSG,
+    );
+    assert!(run.result(R).contains(": sent "), "{run}");
+    assert!(
+        run.stderr.contains(
+            "warning: smtp_connect_local: opportunistic TLS encryption is not appropriate for unix-domain destinations."
+        ),
+        "{run}"
+    );
+    assert!(tls_header(&sink).is_none(), "{run}");
+    let run = send(
+        &sink.dest(),
+        &[
+            "-o",
+            "lmtp_tls_loglevel=1",
+            "-o",
+            "lmtp_tls_security_level=secure",
+            "-o",
+            &format!("lmtp_tls_CAfile={}", k.p("ca.pem")),
+            "-o",
+            "myhostname=mx.example.test",
+        ],
+        &[R],
+        MSG,
+    );
+    assert!(run.result(R).contains(": sent "), "{run}");
+    assert!(
+        run.stderr
+            .contains("Verified TLS connection established to mx.example.test["),
+        "{run}"
+    );
+    // A dead socket: the opportunistic-TLS warning needs a connection first.
+    drop(sink);
+    let dead = format!("unix:{}/none.sock", dir.path().display());
+    let run = send(&dead, &["-o", "lmtp_tls_security_level=may"], &[R], MSG);
+    assert!(run.result(R).contains(": deferred "), "{run}");
+    assert!(!run.stderr.contains("opportunistic TLS"), "{run}");
 }
