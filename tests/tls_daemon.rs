@@ -466,6 +466,18 @@ fn tls_levels_and_policies_like_postfix_smtp() {
         s.server_has = Some(cn);
         scenarios.push(s);
     }
+    let fp_policy = format!("fingerprint match={fp}");
+    // A trust-anchor file replaces the CA store: the self-signed certificate is trusted,
+    // the CA-issued one is not.
+    let ta_policy = format!("secure tafile={} match=mx.example.test", k.p("self.pem"));
+    for (name, cert, sent) in [("tafile-self", "self", true), ("tafile-ca", "srv", false)] {
+        let needle = if sent {
+            "Verified TLS connection established to ADDR"
+        } else {
+            "Server certificate not verified"
+        };
+        scenarios.push(sc(name, Some(cert), Some(&ta_policy), vec![needle], sent));
+    }
     // smtp_tls_loglevel = 2: handshake states and the certificate chain.
     for (name, cert, policy, sent) in [
         (
@@ -480,6 +492,8 @@ fn tls_levels_and_policies_like_postfix_smtp() {
             "verify match=mx.example.test",
             false,
         ),
+        ("loglevel2-fp", "srv", fp_policy.as_str(), true),
+        ("loglevel2-tafile", "self", ta_policy.as_str(), true),
     ] {
         let mut s = sc(name, Some(cert), Some(policy), vec![established], sent);
         s.transports = ("smtpl2", "outpostl2");
@@ -698,10 +712,15 @@ fn tls_levels_and_policies_like_postfix_smtp() {
     // smtp_tls_loglevel = 2 also logs lines without a destination (the engine set-up,
     // OpenSSL's handshake states): compare everything the loglevel2 processes logged.
     let per_agent = |tag: &str| -> Vec<String> {
-        let doms: Vec<String> = ["loglevel2-verify", "loglevel2-wrong", "loglevel2-fp"]
-            .iter()
-            .map(|n| format!("@{n}.{tag}.test>"))
-            .collect();
+        let doms: Vec<String> = [
+            "loglevel2-verify",
+            "loglevel2-wrong",
+            "loglevel2-fp",
+            "loglevel2-tafile",
+        ]
+        .iter()
+        .map(|n| format!("@{n}.{tag}.test>"))
+        .collect();
         let pids: Vec<String> = log
             .lines()
             .filter(|l| doms.iter().any(|d| l.contains(d.as_str())))

@@ -1393,6 +1393,39 @@ fn verify_depth_client_cert_slots_per_site_and_lmtp() {
         );
         check(&format!("per_site {entry}"), &sink, &run, &w);
     }
+    // tafile= in a policy entry replaces the CA store for that destination.
+    for (cert, w) in [
+        (
+            "self",
+            Want {
+                sent: true,
+                log: &[VERIFIED],
+                result: &[],
+                tls: true,
+            },
+        ),
+        (
+            "srv",
+            Want {
+                sent: false,
+                log: &[],
+                result: &["dsn=4.7.5", "Server certificate not verified"],
+                tls: false,
+            },
+        ),
+    ] {
+        let sink = tls_sink(cert, &[]);
+        let table = policy_table(
+            &dir,
+            &format!(
+                "{} secure tafile={} match=mx.example.test\n",
+                sink.dest(),
+                k.p("self.pem")
+            ),
+        );
+        let run = deliver(&sink, &[&ca, &format!("smtp_tls_policy_maps={table}")]);
+        check(&format!("tafile with {cert}"), &sink, &run, &w);
+    }
     // With a policy table, the per-site table is ignored (and not even opened).
     let sink = tls_sink("srv", &[]);
     let table = policy_table(&dir, &format!("{} encrypt\n", sink.dest()));

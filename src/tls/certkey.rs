@@ -488,6 +488,42 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// Why a PEM file could not be read to its end.
+pub(crate) enum PemError {
+    /// The file could not be opened.
+    Open(std::io::Error),
+    /// A malformed object; OpenSSL's error lines.
+    Read(Lines),
+}
+
+/// Every PEM object of a file, as (type name, decoded bytes), read as Postfix reads
+/// trust-anchor files: up to the first malformed object, which fails the whole file.
+pub(crate) fn pem_objects(path: &str) -> Result<Vec<(String, Vec<u8>)>, PemError> {
+    clear_library_errors();
+    let bio = Bio::open(path).map_err(PemError::Open)?;
+    let mut out = Vec::new();
+    loop {
+        match PemObject::read(&bio) {
+            Ok(Some(obj)) => {
+                let len = usize::try_from(obj.len).unwrap_or(0);
+                let data = if obj.data.is_null() || len == 0 {
+                    Vec::new()
+                } else {
+                    // SAFETY: PEM_read_bio allocated `len` bytes at `data`.
+                    unsafe { std::slice::from_raw_parts(obj.data, len) }.to_vec()
+                };
+                out.push((String::from_utf8_lossy(obj.name()).into_owned(), data));
+            }
+            Ok(None) => return Ok(out),
+            Err(()) => {
+                let mut log = Lines::new();
+                library_errors(&mut log);
+                return Err(PemError::Read(log));
+            }
+        }
+    }
+}
+
 /// An OpenSSL file BIO opened for reading.
 struct Bio(*mut openssl_sys::BIO);
 

@@ -10,8 +10,6 @@
 //! means "TLSA records unusable"; any other failure defers.
 
 use crate::route::dns::{Answer, DnsError, Resolver, Tlsa};
-use openssl::pkey::PKey;
-use openssl::x509::X509;
 
 /// One TLSA association as given to SSL_dane_tlsa_add.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -208,47 +206,39 @@ pub fn fingerprint_records(digests: &[Vec<u8>]) -> Vec<TlsaRecord> {
     v
 }
 
-/// Trust anchors from a PEM file: certificates as 2 0 0, bare public keys as 2 1 0.
-/// `Err` carries the warning text; a file without any anchor is an error too.
-pub fn load_trust_anchors(path: &str) -> Result<Vec<TlsaRecord>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("error reading {path}: {e}"))?;
-    let mut out = Vec::new();
-    let text = String::from_utf8_lossy(&pem);
-    let mut rest: &str = &text;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let block = &rest[start..];
-        let Some(label_end) = block[11..].find("-----") else {
-            break;
-        };
-        let label = &block[11..11 + label_end];
-        let end_marker = format!("-----END {label}-----");
-        let Some(end) = block.find(&end_marker) else {
-            return Err(format!("error reading {path}: unterminated PEM block"));
-        };
-        let one = &block[..end + end_marker.len()];
-        match label {
-            "CERTIFICATE" | "TRUSTED CERTIFICATE" | "X509 CERTIFICATE" => {
-                let c = X509::from_pem(one.as_bytes())
-                    .map_err(|e| format!("error loading trust anchor from {path}: {e}"))?;
-                let der = c
-                    .to_der()
-                    .map_err(|e| format!("error encoding trust anchor from {path}: {e}"))?;
-                out.push(TlsaRecord::new(2, 0, 0, der));
-            }
-            "PUBLIC KEY" => {
-                let k = PKey::public_key_from_pem(one.as_bytes())
-                    .map_err(|e| format!("error loading trust anchor from {path}: {e}"))?;
-                let der = k
-                    .public_key_to_der()
-                    .map_err(|e| format!("error encoding trust anchor from {path}: {e}"))?;
-                out.push(TlsaRecord::new(2, 1, 0, der));
-            }
-            _ => {}
+/// Trust anchors from a PEM file, as Postfix takes them: each certificate as a DANE-TA
+/// and a DANE-EE record with the full certificate (2 0 0 and 3 0 0; so that a
+/// self-signed server certificate can be its own anchor), each bare public key likewise
+/// (2 1 0 and 3 1 0); other PEM objects are skipped. `Err` carries the lines to log
+/// (none for a file without anchors, as in Postfix). `verbose`: log each anchor.
+pub fn load_trust_anchors(path: &str, verbose: bool) -> Result<Vec<TlsaRecord>, Vec<String>> {
+    use super::certkey::{PemError, pem_objects};
+    let objects = match pem_objects(path) {
+        Ok(o) => o,
+        Err(PemError::Open(e)) => {
+            return Err(vec![format!(
+                "error opening trust anchor file: {path}: {}",
+                crate::log::strerror(&e)
+            )]);
         }
-        rest = &block[end + end_marker.len()..];
+        Err(PemError::Read(lines)) => return Err(lines.into_iter().map(|(_, l)| l).collect()),
+    };
+    let mut out = Vec::new();
+    for (name, der) in objects {
+        let (selector, what) = match name.as_str() {
+            "CERTIFICATE" | "X509 CERTIFICATE" => (0, "TA cert as TLSA record"),
+            "PUBLIC KEY" => (1, "TA pkey as TLSA record"),
+            _ => continue,
+        };
+        let ta = TlsaRecord::new(2, selector, 0, der.clone());
+        if verbose {
+            crate::log::info(&format!("{what}: {path}: {}", ta.log_form()));
+        }
+        out.push(ta);
+        out.push(TlsaRecord::new(3, selector, 0, der));
     }
     if out.is_empty() {
-        return Err(format!("no trust anchors found in {path}"));
+        return Err(Vec::new());
     }
     Ok(out)
 }
@@ -338,15 +328,45 @@ mod tests {
     fn trust_anchor_file_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ta.pem");
+        let path = p.to_str().unwrap();
+        // No anchors: the policy fails, with nothing more to say (as in Postfix).
         std::fs::write(&p, "nothing here\n").unwrap();
-        let e = load_trust_anchors(p.to_str().unwrap()).unwrap_err();
-        assert!(e.starts_with("no trust anchors found in"), "{e}");
-        assert!(load_trust_anchors("/nonexistent/ta.pem").is_err());
+        assert_eq!(load_trust_anchors(path, false), Err(Vec::new()));
+        assert_eq!(
+            load_trust_anchors("/nonexistent/ta.pem", false),
+            Err(vec![
+                "error opening trust anchor file: /nonexistent/ta.pem: No such file or directory"
+                    .to_string()
+            ])
+        );
+        // Anchors are taken as they are (OpenSSL judges them when they are used): each
+        // gives a TA and an EE record; other PEM objects are skipped.
         std::fs::write(
             &p,
-            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n\
+             -----BEGIN DH PARAMETERS-----\nAAAA\n-----END DH PARAMETERS-----\n\
+             -----BEGIN PUBLIC KEY-----\nAQID\n-----END PUBLIC KEY-----\n",
         )
         .unwrap();
-        assert!(load_trust_anchors(p.to_str().unwrap()).is_err());
+        assert_eq!(
+            load_trust_anchors(path, false),
+            Ok(vec![
+                TlsaRecord::new(2, 0, 0, vec![0, 0, 0]),
+                TlsaRecord::new(3, 0, 0, vec![0, 0, 0]),
+                TlsaRecord::new(2, 1, 0, vec![1, 2, 3]),
+                TlsaRecord::new(3, 1, 0, vec![1, 2, 3]),
+            ])
+        );
+        // Broken base64 fails the file with OpenSSL's reasons.
+        std::fs::write(
+            &p,
+            "-----BEGIN CERTIFICATE-----\n@@@@\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = load_trust_anchors(path, false).unwrap_err();
+        assert!(
+            !e.is_empty() && e.iter().all(|l| l.starts_with("TLS library problem: ")),
+            "{e:?}"
+        );
     }
 }

@@ -498,7 +498,13 @@ struct Draft {
 
 /// Parses one policy-table value into `d`; `where_` is the warning prefix. Returns the
 /// table's level (or marks the draft invalid).
-fn apply_policy_entry(d: &mut Draft, value: &str, where_: &str, warn: &mut Vec<String>) {
+fn apply_policy_entry(
+    d: &mut Draft,
+    value: &str,
+    where_: &str,
+    warn: &mut Vec<String>,
+    verbose: bool,
+) {
     let mut toks = value.split(COMMA_SP).filter(|t| !t.is_empty());
     let Some(first) = toks.next() else {
         warn.push(format!("{where_}: invalid empty policy"));
@@ -595,7 +601,7 @@ fn apply_policy_entry(d: &mut Draft, value: &str, where_: &str, warn: &mut Vec<S
                 }
                 match level {
                     Level::Fingerprint => {
-                        let v = fingerprint_list(val, &['|'], warn);
+                        let v = fingerprint_list(val, &['|'], warn, verbose);
                         d.fingerprints.extend(v);
                     }
                     Level::Verify | Level::Secure => {
@@ -635,10 +641,10 @@ fn apply_policy_entry(d: &mut Draft, value: &str, where_: &str, warn: &mut Vec<S
                     d.invalid = Some(PolicyError::config());
                     return;
                 }
-                match dane::load_trust_anchors(val) {
+                match dane::load_trust_anchors(val, verbose) {
                     Ok(v) => d.anchors.extend(v),
                     Err(e) => {
-                        warn.push(e);
+                        warn.extend(e);
                         d.invalid = Some(PolicyError::config());
                         return;
                     }
@@ -668,7 +674,12 @@ fn apply_policy_entry(d: &mut Draft, value: &str, where_: &str, warn: &mut Vec<S
 
 /// Decodes a fingerprint list into synthetic TLSA records; malformed values are skipped
 /// with Postfix's warning.
-fn fingerprint_list(list: &str, seps: &[char], warn: &mut Vec<String>) -> Vec<TlsaRecord> {
+fn fingerprint_list(
+    list: &str,
+    seps: &[char],
+    warn: &mut Vec<String>,
+    verbose: bool,
+) -> Vec<TlsaRecord> {
     let mut digests = Vec::new();
     for v in split_list(list, seps) {
         // 64 bytes (SHA-512) in colon-hex is the longest digest OpenSSL produces.
@@ -678,7 +689,15 @@ fn fingerprint_list(list: &str, seps: &[char], warn: &mut Vec<String>) -> Vec<Tl
             continue;
         }
         match fprint::decode(&v) {
-            Some(raw) => digests.push(raw),
+            Some(raw) => {
+                if verbose {
+                    crate::log::info(&format!(
+                        "fingerprint: digest as private-use TLSA record: 3 0 255 {}",
+                        dane::hex_dump(&raw)
+                    ));
+                }
+                digests.push(raw)
+            }
             None => {
                 let head: String = v.chars().take(384).collect();
                 warn.push(format!("malformed fingerprint value: {head}"));
@@ -766,7 +785,13 @@ pub fn resolve(
             let where_ = format!("{}, next-hop destination \"{key}\"", tables.policy_title);
             match lookup(&key) {
                 Ok(Some(v)) => {
-                    apply_policy_entry(&mut d, &v, &where_, &mut warn);
+                    apply_policy_entry(
+                        &mut d,
+                        &v,
+                        &where_,
+                        &mut warn,
+                        s.log_mask & (logmask::VERBOSE | logmask::DANE) != 0,
+                    );
                     break;
                 }
                 Ok(None) => {}
@@ -863,7 +888,12 @@ pub fn resolve(
         Level::Fingerprint => {
             let mut recs = std::mem::take(&mut d.fingerprints);
             if recs.is_empty() {
-                recs = fingerprint_list(&s.fingerprint_cert_match, &COMMA_SP, &mut warn);
+                recs = fingerprint_list(
+                    &s.fingerprint_cert_match,
+                    &COMMA_SP,
+                    &mut warn,
+                    s.log_mask & (logmask::VERBOSE | logmask::DANE) != 0,
+                );
             }
             if recs.is_empty() {
                 warn.push(format!(
@@ -888,10 +918,13 @@ pub fn resolve(
             let mut anchors = std::mem::take(&mut d.anchors);
             if anchors.is_empty() && !s.trust_anchor_file.is_empty() {
                 for f in split_list(&s.trust_anchor_file, &COMMA_SP) {
-                    match dane::load_trust_anchors(&f) {
+                    match dane::load_trust_anchors(
+                        &f,
+                        s.log_mask & (logmask::VERBOSE | logmask::DANE) != 0,
+                    ) {
                         Ok(v) => anchors.extend(v),
                         Err(e) => {
-                            warn.push(e);
+                            warn.extend(e);
                             return Resolution {
                                 result: Err(PolicyError::config()),
                                 warnings: warn,
