@@ -160,6 +160,7 @@ fn sink_with(cert: &str, wrapper: bool, inject: Option<&str>) -> sink::SinkHandl
     let cfg = SinkConfig {
         quiet: true,
         tls: Some(SinkTls {
+            anon: false,
             cert: k.path.join(format!("{cert}-chain.pem")),
             key: Some(k.path.join(format!("{cert}.key"))),
             wrapper,
@@ -175,6 +176,7 @@ fn self_signed_sink() -> sink::SinkHandle {
     let cfg = SinkConfig {
         quiet: true,
         tls: Some(SinkTls {
+            anon: false,
             cert: k.path.join("self.pem"),
             key: Some(k.path.join("self.key")),
             ..SinkTls::default()
@@ -881,6 +883,7 @@ fn messages_over_tls_are_recorded_with_the_session() {
         quiet: true,
         dir: Some(dir.path().to_path_buf()),
         tls: Some(SinkTls {
+            anon: false,
             cert: k.path.join("srv-chain.pem"),
             key: Some(k.path.join("srv.key")),
             wrapper: true,

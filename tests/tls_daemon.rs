@@ -411,6 +411,32 @@ fn tls_levels_and_policies_like_postfix_smtp() {
     s.sink_opts = vec!["--tls-wrapper".into()];
     s.transports = ("smtpw", "outpostw");
     scenarios.push(s);
+    // A server with anonymous cipher suites only: fine for the opportunistic and
+    // encrypt levels (Anonymous), impossible where a certificate must be matched.
+    for (name, policy, needle, sent) in [
+        (
+            "anon-may",
+            "may",
+            "Anonymous TLS connection established to ADDR: TLSv1.2",
+            true,
+        ),
+        (
+            "anon-encrypt",
+            "encrypt",
+            "Anonymous TLS connection established to ADDR: TLSv1.2",
+            true,
+        ),
+        (
+            "anon-verify",
+            "verify match=mx.example.test",
+            "Cannot start TLS: handshake failure",
+            false,
+        ),
+    ] {
+        let mut s = sc(name, Some("srv"), Some(policy), vec![needle], sent);
+        s.sink_opts = vec!["--tls-anon".into()];
+        scenarios.push(s);
+    }
     // smtp_tls_scert_verifydepth: chains leaf <- intermediate(s) <- root (in CAfile).
     // Postfix allows the given number of intermediates beyond the first.
     for (name, cert, tr, needle, sent) in [

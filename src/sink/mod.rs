@@ -68,6 +68,7 @@ usage: outpost sink [options] LISTEN
   --tls-cert FILE       offer STARTTLS with this PEM certificate (chain)
   --tls-key FILE        its private key (default: the --tls-cert file)
   --tls-wrapper         implicit TLS: handshake before the greeting
+  --tls-anon            anonymous ciphers only (TLS 1.2, no certificate sent)
   --tls-inject LINE     send LINE right after the 220 to STARTTLS, in the same
                         packet, before the handshake (response injection test)
   -h, --help            show this help
@@ -165,6 +166,7 @@ fn options() -> getopts::Options {
     o.optopt("", "tls-cert", "PEM certificate", "FILE");
     o.optopt("", "tls-key", "PEM private key", "FILE");
     o.optflag("", "tls-wrapper", "implicit TLS");
+    o.optflag("", "tls-anon", "anonymous ciphers only");
     o.optopt(
         "",
         "tls-inject",
@@ -259,11 +261,12 @@ impl SinkConfig {
                     cert: PathBuf::from(c),
                     key: m.opt_str("tls-key").map(PathBuf::from),
                     wrapper: m.opt_present("tls-wrapper"),
+                    anon: m.opt_present("tls-anon"),
                     inject,
                 });
             }
             None => {
-                for o in ["tls-key", "tls-wrapper", "tls-inject"] {
+                for o in ["tls-key", "tls-wrapper", "tls-inject", "tls-anon"] {
                     if m.opt_present(o) {
                         return Err(format!("--{o} needs --tls-cert"));
                     }

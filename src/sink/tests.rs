@@ -571,6 +571,7 @@ fn tls_options() {
     // A certificate that cannot be loaded stops the sink from starting.
     let cfg = SinkConfig {
         tls: Some(SinkTls {
+            anon: false,
             cert: "/nonexistent/cert.pem".into(),
             ..SinkTls::default()
         }),

@@ -29,6 +29,8 @@ pub struct SinkTls {
     pub wrapper: bool,
     /// Sent right after the 220 to STARTTLS, before the handshake, in the same write.
     pub inject: Option<String>,
+    /// Anonymous cipher suites only (TLS 1.2 at most): the certificate is never sent.
+    pub anon: bool,
 }
 
 /// What one handshake negotiated.
@@ -82,8 +84,15 @@ impl Server {
         b.set_security_level(0);
         b.set_min_proto_version(None)
             .map_err(|e| err("TLS setup", e))?;
-        b.set_cipher_list("ALL:@SECLEVEL=0")
-            .map_err(|e| err("TLS setup", e))?;
+        if t.anon {
+            b.set_max_proto_version(Some(openssl::ssl::SslVersion::TLS1_2))
+                .map_err(|e| err("TLS setup", e))?;
+            b.set_cipher_list("aNULL:@SECLEVEL=0")
+                .map_err(|e| err("TLS setup", e))?;
+        } else {
+            b.set_cipher_list("ALL:@SECLEVEL=0")
+                .map_err(|e| err("TLS setup", e))?;
+        }
         b.set_certificate_chain_file(&t.cert)
             .map_err(|e| err(&format!("{}", t.cert.display()), e))?;
         let key = t.key.as_ref().unwrap_or(&t.cert);
