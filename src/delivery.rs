@@ -107,6 +107,8 @@ pub struct Delivery<'a> {
     cache_used: std::collections::HashSet<String>,
     /// The current session ended in a site failure (Postfix's "throttled").
     site_failed: bool,
+    /// TLS policies resolved for this request (per nexthop, host and port).
+    tls_policies: crate::security::PolicyCache,
     /// TLS and SASL set-up (none: plaintext, no AUTH).
     pub security: Option<&'a crate::security::Security>,
     /// smtp_generic_maps and header/body checks (none: the message goes out as is).
@@ -162,6 +164,7 @@ impl<'a> Delivery<'a> {
             rewrite: None,
             hop_dest: String::new(),
             loop_handoff: None,
+            tls_policies: Default::default(),
         }
     }
 
@@ -536,6 +539,7 @@ impl<'a> Delivery<'a> {
                     &self.req.sender,
                     &filter,
                     &ep.dnssec,
+                    &mut self.tls_policies,
                 ) {
                     Ok(x) => {
                         if let Some(t) = &x.tls

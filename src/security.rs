@@ -101,6 +101,15 @@ fn open_maps(cfg: &Config, param: &str, opts: &MapsOptions) -> Result<Option<Mut
     Ok(Some(Mutex::new(maps)))
 }
 
+/// TLS policies resolved during one delivery request, by "nexthop:host:port".
+#[derive(Default)]
+pub struct PolicyCache(
+    std::collections::HashMap<String, Result<policy::Policy, policy::PolicyError>>,
+);
+
+/// Postfix keeps at most this many policies per request.
+const POLICY_CACHE_SIZE: usize = 20;
+
 /// tlsmgr(8)'s socket, when one answers: `private/$tlsmgr_service_name` relative to the
 /// queue directory (our working directory under master), or under $queue_directory.
 fn tlsmgr_socket(cfg: &Config) -> Option<std::path::PathBuf> {
@@ -330,6 +339,7 @@ impl Security {
         force_plain: bool,
         dnssec: &Dnssec,
         unix_may: &mut bool,
+        cache: &mut PolicyCache,
     ) -> Result<Option<TlsPlan<'a>>, Dsn> {
         if force_plain {
             return Ok(None);
@@ -383,11 +393,24 @@ impl Security {
                 .map(|m| (m.qname.clone(), m.rname.clone(), m.secure)),
             tlsa: &tlsa,
         };
-        let res = policy::resolve(&self.tls, dest, host, tables, Some(&dane_in));
-        for w in &res.warnings {
-            log::warn(w);
-        }
-        let mut pol = match res.result {
+        // Once per server name and port in a request, as Postfix's policy cache: table
+        // warnings and TLSA lookups are not repeated for each address.
+        let key = format!("{dest}:{host}:{port}");
+        let result = match cache.0.get(&key) {
+            Some(r) => r.clone(),
+            None => {
+                let res = policy::resolve(&self.tls, dest, host, tables, Some(&dane_in));
+                for w in &res.warnings {
+                    log::warn(w);
+                }
+                if cache.0.len() >= POLICY_CACHE_SIZE {
+                    cache.0.clear();
+                }
+                cache.0.insert(key, res.result.clone());
+                res.result
+            }
+        };
+        let mut pol = match result {
             Ok(p) => p,
             Err(e) => {
                 // Postfix words the UNIX-domain case differently (host/path).
@@ -546,6 +569,7 @@ impl Security {
         sender: &str,
         filter: &'a dyn Fn(&str, &str) -> Result<bool, String>,
         dnssec: &Dnssec,
+        cache: &mut PolicyCache,
     ) -> Result<Extras<'a>, Dsn> {
         let mut unix_may = false;
         let tls = self.tls_plan(
@@ -558,6 +582,7 @@ impl Security {
             force_plain,
             dnssec,
             &mut unix_may,
+            cache,
         )?;
         // The lookup runs when the server has offered AUTH (see SaslPlan::credentials).
         let sasl = self.sasl_enable.then(|| {
@@ -690,6 +715,7 @@ mod dane_tests {
                 false,
                 &ep.dnssec,
                 &mut false,
+                &mut PolicyCache::default(),
             )
             .map(|o| o.map(|t| t.policy));
         (ep, r)
@@ -712,6 +738,55 @@ mod dane_tests {
     fn deferral(r: Result<Option<Policy>, Dsn>) -> (String, String) {
         let d = r.err().unwrap_or_else(|| Dsn::new("", "not deferred"));
         (d.status, d.reason)
+    }
+
+    #[test]
+    fn policies_are_resolved_once_per_server_name_in_a_request() {
+        let srv = zone();
+        let (ep, _) = plan(&srv, "secure.test", &[]);
+        let before = tlsa_queries(&srv).len();
+        let mut cfg = Config::builtin(Mode::Smtp, "smtp");
+        cfg.set("smtp_dns_support_level", "dnssec");
+        cfg.set("smtp_tls_security_level", "dane");
+        let mut sec = Security::from_config(&cfg).unwrap();
+        sec.dane.resolver = Some(srv.resolver().with_dnssec(true));
+        let mut cache = PolicyCache::default();
+        let mut plan_for = |addr: &str, port: u16, cache: &mut PolicyCache| {
+            sec.tls_plan(
+                "secure.test",
+                "secure.test",
+                &ep.name,
+                addr,
+                port,
+                false,
+                false,
+                &ep.dnssec,
+                &mut false,
+                cache,
+            )
+            .map(|o| o.map(|t| t.policy.level))
+        };
+        // Two addresses of one server: one TLSA lookup.
+        assert_eq!(
+            plan_for("192.0.2.10", 25, &mut cache),
+            Ok(Some(Level::Dane))
+        );
+        assert_eq!(
+            plan_for("192.0.2.11", 25, &mut cache),
+            Ok(Some(Level::Dane))
+        );
+        assert_eq!(tlsa_queries(&srv).len(), before + 1);
+        // Another port is another policy; a new request starts afresh.
+        assert_eq!(
+            plan_for("192.0.2.10", 587, &mut cache),
+            Ok(Some(Level::Dane))
+        );
+        assert_eq!(tlsa_queries(&srv).len(), before + 2);
+        assert_eq!(
+            plan_for("192.0.2.10", 25, &mut PolicyCache::default()),
+            Ok(Some(Level::Dane))
+        );
+        assert_eq!(tlsa_queries(&srv).len(), before + 3);
     }
 
     #[test]
