@@ -751,7 +751,7 @@ mod dane_tests {
         let mut sec = Security::from_config(&cfg).unwrap();
         sec.dane.resolver = Some(srv.resolver().with_dnssec(true));
         let mut cache = PolicyCache::default();
-        let mut plan_for = |addr: &str, port: u16, cache: &mut PolicyCache| {
+        let plan_for = |addr: &str, port: u16, cache: &mut PolicyCache| {
             sec.tls_plan(
                 "secure.test",
                 "secure.test",
