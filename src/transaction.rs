@@ -90,6 +90,8 @@ struct Tx<'s, 'd, 'a> {
     /// Accepted recipients (by request index), in order; LMTP expects one reply each.
     accepted: Vec<usize>,
     mail_rejected: bool,
+    /// A reply was waiting before MAIL FROM was sent (smtp_tls_block_early_mail_reply).
+    early_mail_reply: bool,
     data_rejected: bool,
     /// DATA was answered with 3xx: the server is now reading message text.
     data_accepted: bool,
@@ -304,6 +306,17 @@ impl Tx<'_, '_, '_> {
                     let dsn = self.said(reply, state);
                     self.dl.bulk_fail(dsn);
                     self.mail_rejected = true;
+                }
+                if self.early_mail_reply {
+                    self.dl
+                        .site_fail(Dsn::new("4.7.0", "unexpected server message"));
+                    log::warn(&format!(
+                        "server {} violates {} policy",
+                        self.sess.peer.namaddr(),
+                        p_name(self.dl.params.lmtp, "tls_block_early_mail_reply")
+                    ));
+                    self.mail_rejected = true;
+                    self.sess.usable = false;
                 }
             }
             State::Rcpt(k) => {
@@ -691,6 +704,11 @@ impl Tx<'_, '_, '_> {
         self.dl.stats.reuse_count = self.sess.reuse_count;
         self.dl.stats.conn_setup_done = Some(SystemTime::now());
         let mail = mail_command(self.sess, req, p, &self.sender);
+        // Anything the server says before our MAIL FROM inside TLS was not asked for: a
+        // sign of a TLS renegotiation injection (CVE-2009-3555), as Postfix checks.
+        self.early_mail_reply = p.tls_block_early_mail_reply
+            && self.sess.tls.is_some()
+            && self.sess.conn.input_waiting();
         self.queue(State::Mail, &mail)?;
         for k in 0..self.rcpts.len() {
             // After a synchronisation point, stop sending recipients if MAIL was refused.
@@ -723,6 +741,7 @@ pub fn run(sess: &mut Session, dl: &mut Delivery, content: &mut dyn Content, bod
         rcpts: Vec::new(),
         accepted: Vec::new(),
         mail_rejected: false,
+        early_mail_reply: false,
         data_rejected: false,
         data_accepted: false,
         lmtp_replies: 0,
@@ -730,4 +749,9 @@ pub fn run(sess: &mut Session, dl: &mut Delivery, content: &mut dyn Content, bod
         addresses: Vec::new(),
     };
     tx.run(content, body);
+}
+
+/// A parameter's name in this mode (smtp_... or lmtp_...).
+fn p_name(lmtp: bool, suffix: &str) -> String {
+    format!("{}_{suffix}", if lmtp { "lmtp" } else { "smtp" })
 }

@@ -161,6 +161,7 @@ fn sink_with(cert: &str, wrapper: bool, inject: Option<&str>) -> sink::SinkHandl
         quiet: true,
         tls: Some(SinkTls {
             anon: false,
+            early: None,
             cert: k.path.join(format!("{cert}-chain.pem")),
             key: Some(k.path.join(format!("{cert}.key"))),
             wrapper,
@@ -177,6 +178,7 @@ fn self_signed_sink() -> sink::SinkHandle {
         quiet: true,
         tls: Some(SinkTls {
             anon: false,
+            early: None,
             cert: k.path.join("self.pem"),
             key: Some(k.path.join("self.key")),
             ..SinkTls::default()
@@ -884,6 +886,7 @@ fn messages_over_tls_are_recorded_with_the_session() {
         dir: Some(dir.path().to_path_buf()),
         tls: Some(SinkTls {
             anon: false,
+            early: None,
             cert: k.path.join("srv-chain.pem"),
             key: Some(k.path.join("srv.key")),
             wrapper: true,

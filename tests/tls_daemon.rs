@@ -535,6 +535,20 @@ fn tls_levels_and_policies_like_postfix_smtp() {
     );
     s.transports = ("smtpl4", "outpostl4");
     scenarios.push(s);
+    // A reply that arrives unasked before MAIL FROM inside TLS, with the default
+    // smtp_tls_block_early_mail_reply=no: the replies are out of step, and both agents
+    // bounce the mail as a protocol error when DATA gets the RCPT reply. (With =yes
+    // Postfix 3.7 still does the same: its check never fires, see tests/allowlist.md;
+    // Outpost's check is tested in tests/tls_e2e.rs.)
+    let mut s = sc(
+        "early-reply",
+        Some("srv"),
+        Some("encrypt"),
+        vec!["status=bounced (Protocol error: host 127.0.0.1[127.0.0.1] said: 250"],
+        false,
+    );
+    s.sink_opts = vec!["--tls-early".into(), "250 2.1.0 Ok".into()];
+    scenarios.push(s);
     // A client key that does not match its certificate.
     let mut s = sc(
         "badkey",

@@ -1426,6 +1426,29 @@ fn verify_depth_client_cert_slots_per_site_and_lmtp() {
         let run = deliver(&sink, &[&ca, &format!("smtp_tls_policy_maps={table}")]);
         check(&format!("tafile with {cert}"), &sink, &run, &w);
     }
+    // A reply waiting before MAIL FROM inside TLS: with
+    // smtp_tls_block_early_mail_reply the site is failed.
+    let sink = tls_sink("srv", &["--tls-early", "250 2.1.0 Ok"]);
+    let run = deliver(
+        &sink,
+        &[
+            "smtp_tls_security_level=encrypt",
+            "smtp_tls_block_early_mail_reply=yes",
+        ],
+    );
+    check(
+        "early reply",
+        &sink,
+        &run,
+        &Want {
+            sent: false,
+            log: &[
+                "warning: server 127.0.0.1[127.0.0.1] violates smtp_tls_block_early_mail_reply policy",
+            ],
+            result: &["dsn=4.7.0", "unexpected server message"],
+            tls: false,
+        },
+    );
     // With a policy table, the per-site table is ignored (and not even opened).
     let sink = tls_sink("srv", &[]);
     let table = policy_table(&dir, &format!("{} encrypt\n", sink.dest()));

@@ -22,6 +22,16 @@ pub trait Stream: Read + Write + Send {
     fn into_fd(self: Box<Self>) -> Option<OwnedFd> {
         None
     }
+    /// Input has arrived that nobody has read yet (checked without waiting).
+    fn input_waiting(&self) -> bool {
+        false
+    }
+}
+
+/// Whether a socket has input, without waiting.
+pub fn fd_readable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    let mut p = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+    matches!(nix::poll::poll(&mut p, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
 impl Stream for TcpStream {
@@ -35,6 +45,10 @@ impl Stream for TcpStream {
     fn into_fd(self: Box<Self>) -> Option<OwnedFd> {
         Some(OwnedFd::from(*self))
     }
+    fn input_waiting(&self) -> bool {
+        use std::os::fd::AsFd;
+        fd_readable(self.as_fd())
+    }
 }
 
 impl Stream for UnixStream {
@@ -47,6 +61,10 @@ impl Stream for UnixStream {
     }
     fn into_fd(self: Box<Self>) -> Option<OwnedFd> {
         Some(OwnedFd::from(*self))
+    }
+    fn input_waiting(&self) -> bool {
+        use std::os::fd::AsFd;
+        fd_readable(self.as_fd())
     }
 }
 
@@ -173,6 +191,11 @@ impl Conn {
     /// Bytes already received but not yet consumed.
     pub fn pending_input(&self) -> usize {
         self.rend - self.rpos
+    }
+
+    /// Anything from the peer waiting to be read: buffered here or in the stream.
+    pub fn input_waiting(&self) -> bool {
+        self.pending_input() > 0 || self.stream.input_waiting()
     }
 
     fn deadline_for(&self, started: Instant) -> Result<Duration, IoFailure> {

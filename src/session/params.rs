@@ -27,6 +27,9 @@ pub struct Params {
     pub never_send_ehlo: bool,
     pub skip_5xx_greeting: bool,
     pub skip_quit_response: bool,
+    /// smtp_tls_block_early_mail_reply: a reply waiting before MAIL FROM, inside TLS,
+    /// fails the site (CVE-2009-3555 style injection).
+    pub tls_block_early_mail_reply: bool,
     pub discard_ehlo_keywords: Vec<String>,
     /// smtp_discard_ehlo_keyword_address_maps and smtp_pix_workaround_maps.
     pub peer_tables: Option<std::sync::Arc<super::peer_tables::PeerTables>>,
@@ -103,6 +106,7 @@ impl Default for Params {
             never_send_ehlo: false,
             skip_5xx_greeting: true,
             skip_quit_response: true,
+            tls_block_early_mail_reply: false,
             discard_ehlo_keywords: Vec::new(),
             peer_tables: None,
             dsn_filter: None,
@@ -172,6 +176,7 @@ impl Params {
             never_send_ehlo: cfg.bool("smtp_never_send_ehlo"),
             skip_5xx_greeting: cfg.bool("smtp_skip_5xx_greeting"),
             skip_quit_response: cfg.bool("smtp_skip_quit_response"),
+            tls_block_early_mail_reply: cfg.bool("smtp_tls_block_early_mail_reply"),
             discard_ehlo_keywords: cfg.list("smtp_discard_ehlo_keywords"),
             peer_tables: super::peer_tables::PeerTables::shared(cfg),
             dsn_filter: crate::dsn_filter::DsnFilter::shared(cfg),

@@ -69,6 +69,8 @@ usage: outpost sink [options] LISTEN
   --tls-key FILE        its private key (default: the --tls-cert file)
   --tls-wrapper         implicit TLS: handshake before the greeting
   --tls-anon            anonymous ciphers only (TLS 1.2, no certificate sent)
+  --tls-early LINE      after EHLO over TLS, send LINE too, unasked (an early
+                        MAIL reply, as injected by a TLS renegotiation attack)
   --tls-inject LINE     send LINE right after the 220 to STARTTLS, in the same
                         packet, before the handshake (response injection test)
   -h, --help            show this help
@@ -167,6 +169,7 @@ fn options() -> getopts::Options {
     o.optopt("", "tls-key", "PEM private key", "FILE");
     o.optflag("", "tls-wrapper", "implicit TLS");
     o.optflag("", "tls-anon", "anonymous ciphers only");
+    o.optopt("", "tls-early", "unasked line after EHLO over TLS", "LINE");
     o.optopt(
         "",
         "tls-inject",
@@ -257,16 +260,26 @@ impl SinkConfig {
                 if let Some(i) = &inject {
                     no_controls("--tls-inject", i)?;
                 }
+                if let Some(e) = m.opt_str("tls-early") {
+                    no_controls("--tls-early", &e)?;
+                }
                 cfg.tls = Some(SinkTls {
                     cert: PathBuf::from(c),
                     key: m.opt_str("tls-key").map(PathBuf::from),
                     wrapper: m.opt_present("tls-wrapper"),
                     anon: m.opt_present("tls-anon"),
+                    early: m.opt_str("tls-early"),
                     inject,
                 });
             }
             None => {
-                for o in ["tls-key", "tls-wrapper", "tls-inject", "tls-anon"] {
+                for o in [
+                    "tls-key",
+                    "tls-wrapper",
+                    "tls-inject",
+                    "tls-anon",
+                    "tls-early",
+                ] {
                     if m.opt_present(o) {
                         return Err(format!("--{o} needs --tls-cert"));
                     }

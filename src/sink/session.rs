@@ -591,7 +591,14 @@ impl Session<'_> {
             }
             Lines::new(250, &texts)
         };
-        match self.respond(phase, None, n, def)? {
+        let sent = self.respond(phase, None, n, def)?;
+        if self.tls.is_some()
+            && phase != Phase::Helo
+            && let Some(e) = self.cfg.tls.as_ref().and_then(|t| t.early.clone())
+        {
+            self.write_raw(format!("{e}\r\n").as_bytes())?;
+        }
+        match sent {
             Sent::Closed => return Ok(Flow::Close),
             Sent::Code(c) if (200..300).contains(&c) => {
                 self.reset();

@@ -572,6 +572,7 @@ fn tls_options() {
     let cfg = SinkConfig {
         tls: Some(SinkTls {
             anon: false,
+            early: None,
             cert: "/nonexistent/cert.pem".into(),
             ..SinkTls::default()
         }),

@@ -31,6 +31,8 @@ pub struct SinkTls {
     pub inject: Option<String>,
     /// Anonymous cipher suites only (TLS 1.2 at most): the certificate is never sent.
     pub anon: bool,
+    /// Sent unasked right after the reply to EHLO/LHLO over TLS, in the same write.
+    pub early: Option<String>,
 }
 
 /// What one handshake negotiated.

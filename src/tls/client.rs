@@ -405,6 +405,10 @@ impl Stream for TlsStream {
         let _ = s.shutdown();
         s.get_ref().inner.close();
     }
+    fn input_waiting(&self) -> bool {
+        let s = self.ssl.lock().unwrap_or_else(|e| e.into_inner());
+        s.ssl().pending() > 0 || s.get_ref().inner.input_waiting()
+    }
 }
 
 /// A connection's session name, and whether new sessions from it may be cached.
