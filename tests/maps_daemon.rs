@@ -214,3 +214,105 @@ fn connection_cache_destinations_from_a_table() {
     let log = pf.wait_log(&needles);
     assert!(log.contains("conn_use="), "no reused connection:\n{log}");
 }
+
+/// A hash: table rebuilt with postmap while the agents run: each agent process that uses
+/// it logs "table ... has changed -- restarting" and exits before its next request, so
+/// the next delivery uses the new table. Same lines from Postfix's smtp and Outpost.
+#[test]
+fn changed_table_restarts_the_agent_like_postfix_smtp() {
+    if !usable() {
+        return;
+    }
+    let tables = tempfile::tempdir().expect("tmp");
+    let t = tables.path();
+    let _ = Command::new("chmod").arg("755").arg(t).status();
+    let generic = t.join("generic");
+    let postmap = |conf: &std::path::Path, content: &str| {
+        std::fs::write(&generic, content).expect("generic");
+        let out = Command::new("postmap")
+            .arg("-c")
+            .arg(conf)
+            .arg(format!("hash:{}", generic.display()))
+            .output()
+            .expect("postmap");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = Command::new("chmod")
+            .arg("644")
+            .arg(format!("{}.db", generic.display()))
+            .status();
+    };
+    let (spf, sop) = (Sink::start(&[]), Sink::start(&[]));
+    let map = format!(
+        "pf.test smtp:[127.0.0.1]:{}\nop.test outpost:[127.0.0.1]:{}\n",
+        spf.port(),
+        sop.port()
+    );
+    let extra = format!("smtp_generic_maps = hash:{}\n", generic.display());
+    let pf = Instance::start(&map, &extra);
+    postmap(&pf.conf, "@sender.test @first.example\n");
+    for d in ["pf", "op"] {
+        pf.sendmail(
+            &["-f", "a@sender.test", &format!("r1@{d}.test")],
+            b"Subject: 1\n\nx\n",
+        );
+        pf.wait_log(&[&format!("to=<r1@{d}.test>")]);
+    }
+    // postmap writes the file anew (a later mtime); make sure the second differs.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    postmap(&pf.conf, "@sender.test @second.example\n");
+    for d in ["pf", "op"] {
+        pf.sendmail(
+            &["-f", "a@sender.test", &format!("r2@{d}.test")],
+            b"Subject: 2\n\nx\n",
+        );
+        pf.wait_log(&[&format!("to=<r2@{d}.test>")]);
+    }
+    let log = pf.maillog();
+    let line = format!(
+        "table hash:{}(0,lock|fold_fix|utf8_request) has changed -- restarting",
+        generic.display()
+    );
+    // One line per agent process that had the table open: at least one each.
+    let pids: Vec<&str> = log
+        .lines()
+        .filter(|l| l.ends_with(&line))
+        .filter_map(|l| {
+            l.split_once("postfix/smtp[")?
+                .1
+                .split_once(']')
+                .map(|x| x.0)
+        })
+        .collect();
+    let served = |d: &str| -> Vec<&str> {
+        log.lines()
+            .filter(|l| l.contains(&format!("to=<r1@{d}.test>")))
+            .filter_map(|l| {
+                l.split_once("postfix/smtp[")?
+                    .1
+                    .split_once(']')
+                    .map(|x| x.0)
+            })
+            .collect()
+    };
+    for d in ["pf", "op"] {
+        assert!(
+            served(d).iter().any(|p| pids.contains(p)),
+            "{d}: the agent that used the table did not restart:\n{log}"
+        );
+    }
+    for (d, sink) in [("pf", &spf), ("op", &sop)] {
+        assert_eq!(sink.messages().len(), 2, "{d}: {log}");
+        assert!(
+            sink.meta(0, "Mail")[0].starts_with("<a@first.example>"),
+            "{d}"
+        );
+        assert!(
+            sink.meta(1, "Mail")[0].starts_with("<a@second.example>"),
+            "{d}: {log}"
+        );
+    }
+}

@@ -71,6 +71,18 @@ impl Service for Agent {
         Ok(())
     }
 
+    /// A table this process uses has changed: exit before the next request, so that
+    /// master starts a process that reads the new one (as Postfix's smtp does).
+    fn pre_accept(&mut self, _cfg: &Config) -> bool {
+        match crate::table::changed_table() {
+            Some(t) => {
+                log::info(&format!("table {t} has changed -- restarting"));
+                false
+            }
+            None => true,
+        }
+    }
+
     fn serve(&mut self, cfg: &Config, stream: UnixStream) {
         serve_one(cfg, stream);
     }

@@ -592,6 +592,50 @@ fn table_files(spec: &str) -> Vec<String> {
     }
 }
 
+/// Every file-based table this process opened, with its files as they were then (the
+/// first opening counts), for [`changed_table`].
+static OPENED: std::sync::Mutex<Vec<(String, Vec<(String, Option<FileStamp>)>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn register(e: &Entry, opts: &MapsOptions) {
+    // As Postfix: only indexed files (postmap's output) are watched; text-based tables
+    // (texthash, regexp, pcre, cidr) are read once and need `postfix reload`.
+    if !watched(&e.spec) || e.files.is_empty() {
+        return;
+    }
+    // Postfix names a table by its registration: open flags (read-only) and the lookup
+    // flags every smtp(8) table is opened with.
+    let name = format!(
+        "{}(0,lock|fold_fix{})",
+        e.spec,
+        if opts.utf8 { "|utf8_request" } else { "" }
+    );
+    let mut o = OPENED.lock().unwrap_or_else(|p| p.into_inner());
+    if !o.iter().any(|(n, _)| *n == name) {
+        o.push((name, e.files.clone()));
+    }
+}
+
+/// Whether Postfix watches a table of this type for changes (file-based, kept open).
+fn watched(spec: &str) -> bool {
+    match spec.split_once(':') {
+        Some(("hash" | "btree" | "lmdb" | "cdb", _)) => true,
+        // We open proxy: tables ourselves, so we must notice their changes too.
+        Some(("proxy", inner)) => watched(inner),
+        _ => false,
+    }
+}
+
+/// The first table opened by this process whose file has since been replaced, rewritten
+/// or removed (Postfix's dict_changed_name(): a daemon then exits before its next
+/// request, so that a new process reads the new table).
+pub fn changed_table() -> Option<String> {
+    let o = OPENED.lock().unwrap_or_else(|p| p.into_inner());
+    o.iter()
+        .find(|(_, files)| files.iter().any(|(f, s)| s.is_some() && stamp(f) != *s))
+        .map(|(spec, _)| spec.clone())
+}
+
 fn entry(spec: &str, dict: Box<dyn Dict>) -> Entry {
     let files = table_files(spec).into_iter().map(|f| {
         let s = stamp(&f);
@@ -641,7 +685,11 @@ impl Maps {
         };
         for spec in split_map_list(list) {
             match open_dict(spec, opts) {
-                Ok(dict) => maps.tables.push(entry(spec, dict)),
+                Ok(dict) => {
+                    let e = entry(spec, dict);
+                    register(&e, opts);
+                    maps.tables.push(e)
+                }
                 Err(e) => {
                     let head = spec
                         .split_once(':')
