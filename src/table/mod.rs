@@ -594,8 +594,10 @@ fn table_files(spec: &str) -> Vec<String> {
 
 /// Every file-based table this process opened, with its files as they were then (the
 /// first opening counts), for [`changed_table`].
-static OPENED: std::sync::Mutex<Vec<(String, Vec<(String, Option<FileStamp>)>)>> =
-    std::sync::Mutex::new(Vec::new());
+static OPENED: std::sync::Mutex<Vec<(String, Files)>> = std::sync::Mutex::new(Vec::new());
+
+/// A table's files and what they looked like when it was opened.
+type Files = Vec<(String, Option<FileStamp>)>;
 
 fn register(e: &Entry, opts: &MapsOptions) {
     // As Postfix: only indexed files (postmap's output) are watched; text-based tables
