@@ -80,6 +80,26 @@ fn extra_services(
             "-o smtp_tls_loglevel=4".into(),
         ),
         (
+            "smtpob1",
+            "outpostob1",
+            "smtp",
+            "-o smtp_tls_policy_maps= -o smtp_tls_security_level= -o smtp_use_tls=yes".into(),
+        ),
+        (
+            "smtpob2",
+            "outpostob2",
+            "smtp",
+            "-o smtp_tls_policy_maps= -o smtp_tls_security_level= -o smtp_enforce_tls=yes".into(),
+        ),
+        (
+            "smtpob3",
+            "outpostob3",
+            "smtp",
+            "-o smtp_tls_policy_maps= -o smtp_tls_security_level= -o smtp_enforce_tls=yes \
+             -o smtp_tls_enforce_peername=no"
+                .into(),
+        ),
+        (
             "smtpbk",
             "outpostbk",
             "smtp",
@@ -549,6 +569,43 @@ fn tls_levels_and_policies_like_postfix_smtp() {
     );
     s.sink_opts = vec!["--tls-early".into(), "250 2.1.0 Ok".into()];
     scenarios.push(s);
+    // The obsolete level parameters, with smtp_tls_security_level empty: smtp_use_tls
+    // (may), smtp_enforce_tls (verify, as smtp_tls_enforce_peername defaults to yes), and
+    // smtp_enforce_tls without peer name checks (encrypt).
+    for (name, cert, tr, needle, sent) in [
+        (
+            "use-tls",
+            None,
+            ("smtpob1", "outpostob1"),
+            "status=sent",
+            true,
+        ),
+        (
+            "enforce-tls",
+            Some("srv"),
+            ("smtpob2", "outpostob2"),
+            "Server certificate not verified",
+            false,
+        ),
+        (
+            "enforce-tls-nopeer",
+            Some("srv"),
+            ("smtpob3", "outpostob3"),
+            "Trusted TLS connection established to ADDR",
+            true,
+        ),
+        (
+            "enforce-tls-plain",
+            None,
+            ("smtpob2", "outpostob2"),
+            "TLS is required, but was not offered by host",
+            false,
+        ),
+    ] {
+        let mut s = sc(name, cert, None, vec![needle], sent);
+        s.transports = tr;
+        scenarios.push(s);
+    }
     // A client key that does not match its certificate.
     let mut s = sc(
         "badkey",

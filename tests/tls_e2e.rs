@@ -1449,6 +1449,54 @@ fn verify_depth_client_cert_slots_per_site_and_lmtp() {
             tls: false,
         },
     );
+    // The obsolete level parameters with smtp_tls_security_level empty.
+    for (opts, w) in [
+        (
+            [
+                "smtp_use_tls=yes",
+                "smtp_enforce_tls=no",
+                "smtp_tls_enforce_peername=yes",
+            ],
+            Want {
+                sent: true,
+                log: &[TRUSTED],
+                result: &[],
+                tls: true,
+            },
+        ),
+        (
+            [
+                "smtp_use_tls=no",
+                "smtp_enforce_tls=yes",
+                "smtp_tls_enforce_peername=yes",
+            ],
+            Want {
+                sent: false,
+                log: &["num=64:IP address mismatch", UNTRUSTED],
+                result: &["dsn=4.7.5", "Server certificate not verified"],
+                tls: false,
+            },
+        ),
+        (
+            [
+                "smtp_use_tls=no",
+                "smtp_enforce_tls=yes",
+                "smtp_tls_enforce_peername=no",
+            ],
+            Want {
+                sent: true,
+                log: &[TRUSTED],
+                result: &[],
+                tls: true,
+            },
+        ),
+    ] {
+        let sink = tls_sink("srv", &[]);
+        let mut o = vec!["smtp_tls_security_level=", ca.as_str()];
+        o.extend(opts);
+        let run = deliver(&sink, &o);
+        check(&format!("{opts:?}"), &sink, &run, &w);
+    }
     // With a policy table, the per-site table is ignored (and not even opened).
     let sink = tls_sink("srv", &[]);
     let table = policy_table(&dir, &format!("{} encrypt\n", sink.dest()));
