@@ -100,6 +100,12 @@ fn extra_services(
                 .into(),
         ),
         (
+            "smtpcp",
+            "outpostcp",
+            "smtp",
+            format!("-o smtp_tls_CAfile= -o smtp_tls_CApath={}", k.p("capath")),
+        ),
+        (
             "smtpbk",
             "outpostbk",
             "smtp",
@@ -606,6 +612,33 @@ fn tls_levels_and_policies_like_postfix_smtp() {
         s.transports = tr;
         scenarios.push(s);
     }
+    // CApath instead of CAfile; SNI from the policy; a public-key fingerprint.
+    let mut s = sc(
+        "capath-verify",
+        Some("srv"),
+        Some("verify match=mx.example.test"),
+        vec!["Verified TLS connection established to ADDR"],
+        true,
+    );
+    s.transports = ("smtpcp", "outpostcp");
+    scenarios.push(s);
+    let mut s = sc(
+        "servername",
+        Some("srv"),
+        Some("may servername=sni.example.test"),
+        vec!["Trusted TLS connection established to ADDR"],
+        true,
+    );
+    s.server_has = Some("sni=sni.example.test");
+    scenarios.push(s);
+    let pkey_policy = format!("fingerprint match={}", k.pkey_fp("srv", "sha256"));
+    scenarios.push(sc(
+        "fingerprint-pkey",
+        Some("srv"),
+        Some(&pkey_policy),
+        vec!["Verified TLS connection established to ADDR"],
+        true,
+    ));
     // A client key that does not match its certificate.
     let mut s = sc(
         "badkey",
