@@ -131,6 +131,17 @@ pub fn log(level: Level, text: &str) {
 pub fn info(text: &str) {
     log(Level::Info, text)
 }
+
+/// Postfix's msg_verbose: how many `-v` a daemon was started with.
+static VERBOSE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+pub fn set_verbose(level: u32) {
+    VERBOSE.store(level, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn verbose() -> u32 {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
 pub fn warn(text: &str) {
     log(Level::Warning, text)
 }

@@ -316,3 +316,71 @@ fn changed_table_restarts_the_agent_like_postfix_smtp() {
         );
     }
 }
+
+/// `-v` in master.cf, and debug_peer_list: both agents log the SMTP dialogue ("> host:
+/// command", "< host: reply line"); the lines are compared with Postfix's smtp.
+#[test]
+fn verbose_and_debug_peer_list_trace_the_dialogue_like_postfix_smtp() {
+    if !usable() {
+        return;
+    }
+    let sinks: Vec<Sink> = (0..4).map(|_| Sink::start(&[])).collect();
+    let names = [
+        ("smtpv", "v-pf"),
+        ("outpostv", "v-op"),
+        ("smtpd", "d-pf"),
+        ("outpostd", "d-op"),
+    ];
+    let mut map = String::new();
+    for ((tr, dom), sink) in names.iter().zip(&sinks) {
+        map.push_str(&format!("{dom}.test {tr}:[127.0.0.1]:{}\n", sink.port()));
+    }
+    let master = "smtpv unix - - n - - smtp -v\n\
+                  outpostv unix - - n - - outpost/smtp -v\n\
+                  smtpd unix - - n - - smtp\n  -o debug_peer_list=127.0.0.1\n\
+                  outpostd unix - - n - - outpost/smtp\n  -o debug_peer_list=127.0.0.1\n";
+    let pf = Instance::start_full(&map, "", master, false);
+    for (_, dom) in names {
+        pf.sendmail(
+            &["-f", "s@sender.test", &format!("r@{dom}.test")],
+            b"Subject: v\n\nx\n",
+        );
+        pf.wait_log(&[&format!("to=<r@{dom}.test>")]);
+    }
+    let log = pf.maillog();
+    let dialogue = |dom: &str, port: u16| -> Vec<String> {
+        let pid = log
+            .lines()
+            .find(|l| l.contains(&format!("to=<r@{dom}.test>")))
+            .and_then(|l| {
+                l.split_once("postfix/smtp[")?
+                    .1
+                    .split_once(']')
+                    .map(|x| x.0.to_string())
+            })
+            .unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains(&format!("postfix/smtp[{pid}]: ")))
+            .filter_map(|l| l.split_once("]: ").map(|x| x.1.to_string()))
+            .filter(|l| l.starts_with("> ") || l.starts_with("< "))
+            .map(|l| {
+                l.replace(&format!(":{port}:"), ":PORT:")
+                    .replace(dom, "DOM")
+            })
+            // Queue ids in the server's replies differ.
+            .map(|l| match l.find("queued as ") {
+                Some(i) => l[..i].to_string(),
+                None => l,
+            })
+            .collect()
+    };
+    for pair in [[0, 1], [2, 3]] {
+        let a = dialogue(names[pair[0]].1, sinks[pair[0]].port());
+        let b = dialogue(names[pair[1]].1, sinks[pair[1]].port());
+        assert!(
+            a.iter().any(|l| l.contains(": MAIL FROM:<s@sender.test>")),
+            "{a:#?}\n{log}"
+        );
+        assert_eq!(a, b, "dialogue lines differ ({})\n{log}", names[pair[1]].0);
+    }
+}

@@ -670,8 +670,8 @@ fn sasl_scenarios_match_postfix_smtp() {
         String::from_utf8_lossy(&q.stderr)
     );
     assert_no_secrets("the auth cache", &entry);
-    // -v ("verbose" scenario): whatever Outpost logs with it, no credentials (checked
-    // below with the whole log). Outpost's daemon -v does not trace the SMTP dialogue yet.
+    // -v ("verbose" scenario): Outpost logs the SMTP dialogue, with the AUTH exchange
+    // redacted: no credentials anywhere (checked below with the whole log).
     assert_no_secrets("sending maillog", &log);
     assert_no_secrets("receiving maillog", &relay.pf.maillog());
     assert_no_secrets("bounces", &bounce_text);

@@ -304,10 +304,10 @@ fn deliver(cfg: &Config, req: &request::DeliveryRequest) -> (i32, Option<crate::
             req.flags & request::DEL_REQ_FLAG_CONN_STORE != 0,
         );
         let hops = route::plan(&req.nexthop, &rp, lookup.as_ref());
-        // debug_peer_list: the dialogue with matching servers goes to the log.
+        // debug_peer_list, or -v in master.cf: the dialogue goes to the log (Postfix's
+        // smtp_chat logs it under msg_verbose, which both turn on).
         let mut no_trace = |peer: &Peer| -> Option<Tracer> {
-            params
-                .debug_peer(peer)
+            (log::verbose() > 0 || params.debug_peer(peer))
                 .then(|| crate::session::conn::logging_tracer(peer.namaddrport()))
         };
         dl.run_hops(&hops, &mut content, &mut no_trace);

@@ -426,6 +426,7 @@ pub fn run<S: Service>(
     ignore_signals();
     service.init_logging(&early_log_tag(&args.process_name), None);
     let verbose = args.verbose > 0;
+    log::set_verbose(args.verbose);
     if verbose {
         log::info("daemon started");
     }

@@ -592,14 +592,17 @@ fn table_files(spec: &str) -> Vec<String> {
     }
 }
 
-/// Every file-based table this process opened, with its files as they were then (the
-/// first opening counts), for [`changed_table`].
-static OPENED: std::sync::Mutex<Vec<(String, Files)>> = std::sync::Mutex::new(Vec::new());
+/// Every indexed table this process opened: its registered name and its files, kept
+/// open (as Postfix keeps the table open) with their modification time then, for
+/// [`changed_table`]. Holding the file works after a privilege drop and notices a file
+/// that postmap replaced (the old one is unlinked).
+static OPENED: std::sync::Mutex<Vec<(String, Vec<Watched>)>> = std::sync::Mutex::new(Vec::new());
 
-/// A table's files and what they looked like when it was opened.
-type Files = Vec<(String, Option<FileStamp>)>;
+/// An open table file and its modification time (seconds, nanoseconds) when opened.
+type Watched = (std::fs::File, i64, i64);
 
 fn register(e: &Entry, opts: &MapsOptions) {
+    use std::os::unix::fs::MetadataExt;
     // As Postfix: only indexed files (postmap's output) are watched; text-based tables
     // (texthash, regexp, pcre, cidr) are read once and need `postfix reload`.
     if !watched(&e.spec) || e.files.is_empty() {
@@ -613,8 +616,20 @@ fn register(e: &Entry, opts: &MapsOptions) {
         if opts.utf8 { "|utf8_request" } else { "" }
     );
     let mut o = OPENED.lock().unwrap_or_else(|p| p.into_inner());
-    if !o.iter().any(|(n, _)| *n == name) {
-        o.push((name, e.files.clone()));
+    if o.iter().any(|(n, _)| *n == name) {
+        return;
+    }
+    let files: Vec<Watched> = e
+        .files
+        .iter()
+        .filter_map(|(f, _)| {
+            let file = std::fs::File::open(f).ok()?;
+            let m = file.metadata().ok()?;
+            Some((file, m.mtime(), m.mtime_nsec()))
+        })
+        .collect();
+    if !files.is_empty() {
+        o.push((name, files));
     }
 }
 
@@ -628,14 +643,20 @@ fn watched(spec: &str) -> bool {
     }
 }
 
-/// The first table opened by this process whose file has since been replaced, rewritten
-/// or removed (Postfix's dict_changed_name(): a daemon then exits before its next
-/// request, so that a new process reads the new table).
+/// The first table opened by this process whose file has since been rewritten or
+/// removed (Postfix's dict_changed_name(): a daemon then exits before its next request,
+/// so that a new process reads the new table).
 pub fn changed_table() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
     let o = OPENED.lock().unwrap_or_else(|p| p.into_inner());
     o.iter()
-        .find(|(_, files)| files.iter().any(|(f, s)| s.is_some() && stamp(f) != *s))
-        .map(|(spec, _)| spec.clone())
+        .find(|(_, files)| {
+            files.iter().any(|(f, mtime, nsec)| match f.metadata() {
+                Ok(m) => m.nlink() == 0 || m.mtime() != *mtime || m.mtime_nsec() != *nsec,
+                Err(_) => false,
+            })
+        })
+        .map(|(name, _)| name.clone())
 }
 
 fn entry(spec: &str, dict: Box<dyn Dict>) -> Entry {
