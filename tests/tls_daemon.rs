@@ -106,6 +106,12 @@ fn extra_services(
             format!("-o smtp_tls_CAfile= -o smtp_tls_CApath={}", k.p("capath")),
         ),
         (
+            "smtpst",
+            "outpostst",
+            "smtp",
+            "-o smtp_starttls_timeout=1s".into(),
+        ),
+        (
             "smtpbk",
             "outpostbk",
             "smtp",
@@ -252,7 +258,10 @@ fn reasons_for(mailq: &str, side: &Side) -> Vec<String> {
         if t.starts_with('(') {
             reason = t.to_string();
         } else if t.ends_with(&format!("@{}", side.domain)) {
-            v.push(reason.replace(&port, "]:PORT"));
+            // A message being retried right now (active) shows no reason: skip it.
+            if !reason.is_empty() {
+                v.push(reason.replace(&port, "]:PORT"));
+            }
         } else if t.is_empty() {
             reason.clear();
         }
@@ -639,6 +648,17 @@ fn tls_levels_and_policies_like_postfix_smtp() {
         vec!["Verified TLS connection established to ADDR"],
         true,
     ));
+    // smtp_starttls_timeout: a server slow to answer STARTTLS.
+    let mut s = sc(
+        "starttls-timeout",
+        Some("srv"),
+        Some("encrypt"),
+        vec!["timed out while receiving the STARTTLS response"],
+        false,
+    );
+    s.sink_opts = vec!["--delay".into(), "starttls=3s".into()];
+    s.transports = ("smtpst", "outpostst");
+    scenarios.push(s);
     // A client key that does not match its certificate.
     let mut s = sc(
         "badkey",
