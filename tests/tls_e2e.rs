@@ -1497,6 +1497,28 @@ fn verify_depth_client_cert_slots_per_site_and_lmtp() {
         let run = deliver(&sink, &o);
         check(&format!("{opts:?}"), &sink, &run, &w);
     }
+    // smtp_starttls_timeout covers the reply to STARTTLS.
+    let sink = tls_sink("srv", &["--delay", "starttls=3s"]);
+    let run = deliver(
+        &sink,
+        &[
+            "smtp_tls_security_level=encrypt",
+            "smtp_starttls_timeout=1s",
+        ],
+    );
+    check(
+        "starttls timeout",
+        &sink,
+        &run,
+        &Want {
+            sent: false,
+            log: &[],
+            result: &[
+                "conversation with 127.0.0.1[127.0.0.1] timed out while receiving the STARTTLS response",
+            ],
+            tls: false,
+        },
+    );
     // With a policy table, the per-site table is ignored (and not even opened).
     let sink = tls_sink("srv", &[]);
     let table = policy_table(&dir, &format!("{} encrypt\n", sink.dest()));
