@@ -1769,3 +1769,68 @@ fn ehlo_loop_bounces_despite_best_mx_transport_like_postfix_smtp() {
     }
     assert_eq!(runs[1], runs[0]);
 }
+
+/// max_use and max_idle given with -o in master.cf: an agent serves at most max_use
+/// requests, and exits when idle for max_idle; the next request then gets a new process.
+/// Checked for Postfix's smtp and Outpost alike, by the pids in the delivery lines.
+#[test]
+fn max_use_and_max_idle_end_agent_processes_like_postfix_smtp() {
+    if !usable() {
+        return;
+    }
+    let sink = Sink::start(&[]);
+    let map = format!(
+        "use-pf.test smtpu:[127.0.0.1]:{p}\nuse-op.test outpostu:[127.0.0.1]:{p}\n\
+         idle-pf.test smtpi:[127.0.0.1]:{p}\nidle-op.test outposti:[127.0.0.1]:{p}\n",
+        p = sink.port()
+    );
+    let master = "smtpu unix - - n - 1 smtp\n  -o max_use=2\n\
+                  outpostu unix - - n - 1 outpost/smtp\n  -o max_use=2\n\
+                  smtpi unix - - n - 1 smtp\n  -o max_idle=1s\n\
+                  outposti unix - - n - 1 outpost/smtp\n  -o max_idle=1s\n";
+    let pf = Instance::start_full(&map, "", master, false);
+    let pid_of = |log: &str, rcpt: &str| -> String {
+        log.lines()
+            .find(|l| l.contains(&format!("to=<{rcpt}>")))
+            .and_then(|l| {
+                l.split_once("postfix/smtp[")?
+                    .1
+                    .split_once(']')
+                    .map(|x| x.0.to_string())
+            })
+            .unwrap_or_else(|| panic!("no delivery of {rcpt}:\n{log}"))
+    };
+    for tag in ["pf", "op"] {
+        // max_use=2: deliveries 1 and 2 share a process, 3 gets a new one.
+        for n in 1..=3 {
+            let rcpt = format!("r{n}@use-{tag}.test");
+            pf.sendmail(&["-f", "s@sender.test", &rcpt], b"Subject: u\n\nx\n");
+            pf.wait_log(&[&format!("to=<{rcpt}>")]);
+        }
+        let log = pf.maillog();
+        let p: Vec<String> = (1..=3)
+            .map(|n| pid_of(&log, &format!("r{n}@use-{tag}.test")))
+            .collect();
+        assert_eq!(p[0], p[1], "{tag}: max_use=2\n{log}");
+        assert_ne!(p[1], p[2], "{tag}: max_use=2\n{log}");
+        // max_idle=1s: after 3 s without work the process is gone.
+        for n in 1..=2 {
+            let rcpt = format!("r{n}@idle-{tag}.test");
+            pf.sendmail(&["-f", "s@sender.test", &rcpt], b"Subject: i\n\nx\n");
+            pf.wait_log(&[&format!("to=<{rcpt}>")]);
+            if n == 1 {
+                std::thread::sleep(Duration::from_secs(3));
+            }
+        }
+        let log = pf.maillog();
+        let (a, b) = (
+            pid_of(&log, &format!("r1@idle-{tag}.test")),
+            pid_of(&log, &format!("r2@idle-{tag}.test")),
+        );
+        assert_ne!(a, b, "{tag}: max_idle=1s\n{log}");
+        assert!(
+            !Path::new(&format!("/proc/{a}")).exists(),
+            "{tag}: idle agent {a} still running"
+        );
+    }
+}
