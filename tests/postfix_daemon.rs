@@ -1834,3 +1834,80 @@ fn max_use_and_max_idle_end_agent_processes_like_postfix_smtp() {
         );
     }
 }
+
+/// daemon_timeout: an agent stuck in one request longer than this is ended by its
+/// watchdog ("fatal: watchdog timeout"); qmgr sees a malformed response and master
+/// throttles the transport; the mail stays queued. Same lines for Postfix's smtp and
+/// Outpost.
+#[test]
+fn daemon_timeout_watchdog_like_postfix_smtp() {
+    if !usable() {
+        return;
+    }
+    let sinks = [
+        Sink::start(&["--delay", "dot=15s"]),
+        Sink::start(&["--delay", "dot=15s"]),
+    ];
+    let map = format!(
+        "wd-pf.test smtpwd:[127.0.0.1]:{}\nwd-op.test outpostwd:[127.0.0.1]:{}\n",
+        sinks[0].port(),
+        sinks[1].port()
+    );
+    let master = "smtpwd unix - - n - - smtp\n  -o daemon_timeout=4s -o smtp_data_done_timeout=30s\n\
+                  outpostwd unix - - n - - outpost/smtp\n  -o daemon_timeout=4s -o smtp_data_done_timeout=30s\n";
+    let pf = Instance::start_full(&map, "", master, false);
+    for tag in ["pf", "op"] {
+        pf.sendmail(
+            &["-f", "s@sender.test", &format!("r@wd-{tag}.test")],
+            b"Subject: w\n\nx\n",
+        );
+    }
+    let log = pf.wait_log(&[
+        "private/smtpwd socket: malformed response",
+        "private/outpostwd socket: malformed response",
+    ]);
+    // The agent's last words, qmgr's and master's, by the agent's pid.
+    let lines = |svc: &str, program: &str| -> Vec<String> {
+        let exit = log
+            .lines()
+            .find(|l| l.contains(&format!("libexec/{program} pid ")) && l.contains("exit status"))
+            .unwrap_or_else(|| panic!("{program} did not exit:\n{log}"));
+        let pid = exit
+            .split("pid ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
+        log.lines()
+            .filter(|l| {
+                l.contains(&format!("postfix/smtp[{pid}]: "))
+                    || l.contains(&format!("private/{svc} socket"))
+                    || l.contains(&format!("libexec/{program} "))
+                    || l.contains(&format!("libexec/{program}:"))
+            })
+            .filter_map(|l| l.split_once("]: ").map(|x| x.1.to_string()))
+            .map(|l| {
+                l.replace(&pid, "PID")
+                    .replace(&format!("private/{svc}"), "private/SVC")
+                    .replace(&format!("libexec/{program}"), "libexec/AGENT")
+            })
+            .map(|l| match l.find("/libexec/") {
+                Some(i) => l[i..].to_string(),
+                None => l,
+            })
+            .collect()
+    };
+    let a = lines("smtpwd", "smtp");
+    let b = lines("outpostwd", "outpost/smtp");
+    assert!(
+        a.iter().any(|l| l == "fatal: watchdog timeout"),
+        "{a:#?}\n{log}"
+    );
+    assert_eq!(a, b, "{log}");
+    // Nothing was delivered or bounced: the mail is still queued.
+    let q = pf.mailq();
+    assert!(
+        q.contains("r@wd-pf.test") && q.contains("r@wd-op.test"),
+        "{q}"
+    );
+}
