@@ -525,11 +525,14 @@ impl Tx<'_, '_, '_> {
         if self.accepted.is_empty() {
             // DATA got 354 although nobody is left: end it with a lone "." (RFC 2920), as
             // Postfix does, since RSET would now be taken as message text.
-            return self.finish(p);
+            return self.finish(p, false);
         }
         // DATA was accepted: send the message, then end-of-data with QUIT pipelined
-        // behind it when the server pipelines.
-        self.sess.conn.set_timeout(p.data_xfer_timeout);
+        // behind it when the server pipelines. Under smtp_per_request_deadline the body
+        // earns time as it moves (smtp_min_data_rate), as in Postfix.
+        self.sess
+            .conn
+            .set_timeout_rate(p.data_xfer_timeout, p.min_data_rate);
         // Generic maps and header/body checks need the header/body pass; the MIME
         // downgrade (servers without 8BITMIME) works on what the checks let through.
         let rewrite = self.dl.rewrite.filter(|r| !r.is_empty());
@@ -619,13 +622,15 @@ impl Tx<'_, '_, '_> {
             }
             return self.stream_fail(State::Dot, e, true);
         }
-        self.finish(p)
+        self.finish(p, true)
     }
 
     /// Send end-of-data (QUIT pipelined behind it when the server pipelines) and read the
-    /// outstanding replies.
-    fn finish(&mut self, p: &Params) {
-        if self.sess.pix_delay_dotcrlf {
+    /// outstanding replies. `body`: a message was sent (not the lone dot after a DATA
+    /// that no recipient needs).
+    fn finish(&mut self, p: &Params, body: bool) {
+        // Postfix pauses only after a message body; its lone "." goes out at once.
+        if body && self.sess.pix_delay_dotcrlf {
             // PIX workaround: the final dot must not share a packet with the message, and
             // the firewall needs a moment (this hurts, so Postfix only does it for old mail).
             if let Err(e) = self.sess.conn.flush() {

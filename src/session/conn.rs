@@ -3,9 +3,11 @@
 //!
 //! The writer and reader share nothing but the socket: commands can be queued while replies
 //! are still outstanding, which is what pipelining and connection reuse build on.
-//! Timeouts follow smtp_per_record_deadline: by default each read or write system call gets
-//! the phase's full timeout (Postfix's behaviour); with per-record deadlines the whole line
-//! or buffer must move within it.
+//! Timeouts follow smtp_per_request_deadline: by default each read or write system call gets
+//! the phase's full timeout (Postfix's behaviour); with a per-request deadline the phase's
+//! timeout is a budget for all I/O from the start of the phase (`set_timeout`) until the
+//! next one: a whole multi-line reply, or the whole message body (which earns extra time
+//! as it moves, smtp_min_data_rate).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -129,7 +131,13 @@ pub struct Conn {
     rend: usize,
     wbuf: Vec<u8>,
     timeout: Duration,
+    /// smtp_per_request_deadline: `timeout` is a budget for the whole phase.
     per_record: bool,
+    /// With the deadline: I/O time left in this phase, in nanoseconds (negative once an
+    /// operation overran it, as Postfix's time_limit can go).
+    left_ns: i128,
+    /// With the deadline: bytes per second that earn one more second (0: none).
+    min_data_rate: u64,
     tracer: Option<Tracer>,
 }
 
@@ -145,6 +153,8 @@ impl Conn {
             wbuf: Vec::with_capacity(READ_CHUNK),
             timeout: Duration::from_secs(300),
             per_record,
+            left_ns: 300_000_000_000,
+            min_data_rate: 0,
             tracer: None,
         }
     }
@@ -153,11 +163,22 @@ impl Conn {
         self.tracer = tracer;
     }
 
-    /// Start a protocol phase with its own timeout (smtp_helo_timeout etc.).
+    /// Start a protocol phase with its own timeout (smtp_helo_timeout etc.). With the
+    /// per-request deadline this also starts the phase's budget, as Postfix's
+    /// smtp_stream_setup() does.
     pub fn set_timeout(&mut self, timeout: Duration) {
+        self.set_timeout_rate(timeout, 0);
+    }
+
+    /// `set_timeout` for the message body: under the per-request deadline every
+    /// `min_data_rate` bytes sent add one second to the budget, which never grows beyond
+    /// the timeout itself (smtp_min_data_rate, Postfix's VSTREAM_CTL_MIN_DATA_RATE).
+    pub fn set_timeout_rate(&mut self, timeout: Duration, min_data_rate: u64) {
         // A zero timeout would mean "block forever" to the kernel; Postfix treats the
         // parameters as at least one second, so do we.
         self.timeout = timeout.max(Duration::from_secs(1));
+        self.left_ns = i128::try_from(self.timeout.as_nanos()).unwrap_or(i128::MAX);
+        self.min_data_rate = min_data_rate;
     }
 
     pub fn timeout(&self) -> Duration {
@@ -198,19 +219,48 @@ impl Conn {
         self.pending_input() > 0 || self.stream.input_waiting()
     }
 
-    fn deadline_for(&self, started: Instant) -> Result<Duration, IoFailure> {
-        if self.per_record {
-            let left = self.timeout.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                return Err(IoFailure::Timeout);
-            }
-            Ok(left)
-        } else {
-            Ok(self.timeout)
+    /// The timeout for the next read or write system call. With the deadline it is the
+    /// budget left, rounded up to whole seconds as Postfix's vstream does (so an
+    /// operation started with some time left may overrun it); none left is a timeout.
+    fn io_timeout(&self) -> Result<Duration, IoFailure> {
+        if !self.per_record {
+            return Ok(self.timeout);
+        }
+        if self.left_ns <= 0 {
+            return Err(IoFailure::Timeout);
+        }
+        let secs = (self.left_ns + 999_999_999) / 1_000_000_000;
+        Ok(Duration::from_secs(u64::try_from(secs).unwrap_or(u64::MAX)))
+    }
+
+    /// Charge one system call against the deadline: only the time spent inside I/O
+    /// counts (not our own work between calls), and with a minimum data rate the bytes
+    /// moved earn time back, up to the full timeout.
+    fn charge(&mut self, started: Instant, moved: usize) {
+        if !self.per_record {
+            return;
+        }
+        let spent = i128::try_from(started.elapsed().as_nanos()).unwrap_or(i128::MAX);
+        self.left_ns = self.left_ns.saturating_sub(spent);
+        if self.min_data_rate > 0 && moved > 0 {
+            let bonus = i128::try_from(moved).unwrap_or(i128::MAX) * 1_000_000_000
+                / i128::from(self.min_data_rate);
+            let full = i128::try_from(self.timeout.as_nanos()).unwrap_or(i128::MAX);
+            self.left_ns = self.left_ns.saturating_add(bonus).min(full);
         }
     }
 
-    fn fill(&mut self, started: Instant) -> Result<usize, IoFailure> {
+    /// A system call timed out: the budget is gone (Postfix zeroes its time limit).
+    fn expired(&mut self, e: &io::Error) {
+        if matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
+            self.left_ns = 0;
+        }
+    }
+
+    fn fill(&mut self) -> Result<usize, IoFailure> {
         if self.rpos == self.rend {
             self.rpos = 0;
             self.rend = 0;
@@ -224,17 +274,23 @@ impl Conn {
                 self.rbuf.resize(self.rbuf.len() * 2, 0);
             }
         }
-        let t = self.deadline_for(started)?;
-        self.stream.set_timeouts(Some(t))?;
         loop {
-            match self.stream.read(&mut self.rbuf[self.rend..]) {
+            let t = self.io_timeout()?;
+            self.stream.set_timeouts(Some(t))?;
+            let started = Instant::now();
+            let r = self.stream.read(&mut self.rbuf[self.rend..]);
+            self.charge(started, *r.as_ref().unwrap_or(&0));
+            match r {
                 Ok(0) => return Err(IoFailure::Lost),
                 Ok(n) => {
                     self.rend += n;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.expired(&e);
+                    return Err(e.into());
+                }
             }
         }
     }
@@ -242,12 +298,11 @@ impl Conn {
     /// Read one line of at most `limit` bytes; the excess of a longer line is skipped, as
     /// Postfix's reply reader does, so a hostile server cannot make us buffer without bound.
     pub fn read_line(&mut self, limit: usize) -> Result<Line, IoFailure> {
-        let started = Instant::now();
         let mut text = Vec::new();
         loop {
             if self.rpos == self.rend {
                 // EOF, even after part of a line, is a lost connection (as in Postfix).
-                self.fill(started)?;
+                self.fill()?;
             }
             let avail = &self.rbuf[self.rpos..self.rend];
             match avail.iter().position(|&b| b == b'\n') {
@@ -299,12 +354,12 @@ impl Conn {
         self.wbuf.len()
     }
 
-    /// Send everything queued within the current phase's deadline.
+    /// Send everything queued within the current phase's timeout (or what is left of
+    /// its deadline).
     pub fn flush(&mut self) -> Result<(), IoFailure> {
-        let started = Instant::now();
         let mut off = 0;
         while off < self.wbuf.len() {
-            let t = match self.deadline_for(started) {
+            let t = match self.io_timeout() {
                 Ok(t) => t,
                 Err(e) => {
                     self.wbuf.drain(..off);
@@ -312,11 +367,17 @@ impl Conn {
                 }
             };
             self.stream.set_timeouts(Some(t))?;
-            match self.stream.write(&self.wbuf[off..]) {
+            let started = Instant::now();
+            let r = self.stream.write(&self.wbuf[off..]);
+            self.charge(started, *r.as_ref().unwrap_or(&0));
+            match r {
                 Ok(0) => return Err(IoFailure::Lost),
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.expired(&e);
+                    return Err(e.into());
+                }
             }
         }
         self.wbuf.clear();
@@ -356,4 +417,73 @@ impl Stream for ClosedStream {
         Ok(())
     }
     fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that sends one line every 600ms.
+    fn trickle(lines: &'static [&'static str]) -> Conn {
+        let (a, mut b) = UnixStream::pair().expect("socketpair");
+        std::thread::spawn(move || {
+            for (i, l) in lines.iter().enumerate() {
+                if i > 0 {
+                    std::thread::sleep(Duration::from_millis(600));
+                }
+                if b.write_all(l.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        Conn::new(Box::new(a), false)
+    }
+
+    #[test]
+    fn per_request_deadline_spans_reads_and_rounds_up_like_postfix() {
+        const LINES: &[&str] = &["250-a\n", "250-b\n", "250-c\n", "250 d\n"];
+        // Per system call: every line comes within the 1s.
+        let mut c = trickle(LINES);
+        c.set_timeout(Duration::from_secs(1));
+        for _ in LINES {
+            assert!(c.read_line(100).is_ok());
+        }
+        // One deadline for the phase: the second read leaves about 0.4s, which the
+        // third read may use rounded up to a whole second (as Postfix's vstream does);
+        // after that nothing is left, and the fourth read fails at once.
+        let mut c = trickle(LINES);
+        c.per_record = true;
+        c.set_timeout(Duration::from_secs(1));
+        for _ in 0..3 {
+            assert!(c.read_line(100).is_ok());
+        }
+        assert!(matches!(c.read_line(100), Err(IoFailure::Timeout)));
+        // A new phase starts a new deadline.
+        c.set_timeout(Duration::from_secs(1));
+        assert!(c.read_line(100).is_ok());
+    }
+
+    #[test]
+    fn min_data_rate_earns_time_up_to_the_timeout() {
+        let (a, _b) = UnixStream::pair().expect("socketpair");
+        let mut c = Conn::new(Box::new(a), true);
+        c.set_timeout_rate(Duration::from_secs(2), 1000);
+        c.left_ns = 500_000_000;
+        // 1000 bytes at 1000 bytes/s: one more second.
+        c.charge(Instant::now(), 1000);
+        assert!(c.left_ns > 1_400_000_000 && c.left_ns <= 1_500_000_000);
+        // Never more than the timeout itself.
+        c.charge(Instant::now(), 1_000_000);
+        assert_eq!(c.left_ns, 2_000_000_000);
+        // Without a rate (any other phase) nothing is earned.
+        c.set_timeout(Duration::from_secs(2));
+        c.left_ns = 500_000_000;
+        c.charge(Instant::now(), 1_000_000);
+        assert!(c.left_ns <= 500_000_000);
+        // Rounded up to whole seconds; none left is a timeout.
+        assert_eq!(c.io_timeout().ok(), Some(Duration::from_secs(1)));
+        c.left_ns = -1;
+        assert!(matches!(c.io_timeout(), Err(IoFailure::Timeout)));
+    }
 }

@@ -235,9 +235,21 @@ pub fn connect(ep: &Endpoint, peer: &Peer, params: &Params) -> Result<Box<dyn St
             };
             let sock = Socket::new(domain, Type::STREAM, None).map_err(fail)?;
             if params.tcp_windowsize > 0 {
+                // Before connect, so that the window scale is negotiated for it; failures
+                // are only warned about (Postfix's set_inet_windowsize()).
                 let size = usize::try_from(params.tcp_windowsize).unwrap_or(usize::MAX);
-                let _ = sock.set_recv_buffer_size(size);
-                let _ = sock.set_send_buffer_size(size);
+                if let Err(e) = sock.set_send_buffer_size(size) {
+                    log::warn(&format!(
+                        "setsockopt SO_SNDBUF {size}: {}",
+                        log::strerror(&e)
+                    ));
+                }
+                if let Err(e) = sock.set_recv_buffer_size(size) {
+                    log::warn(&format!(
+                        "setsockopt SO_RCVBUF {size}: {}",
+                        log::strerror(&e)
+                    ));
+                }
             }
             let bind = if sa.is_ipv4() {
                 &params.bind_address
@@ -535,9 +547,17 @@ impl Session {
                 .map(|w| w.to_ascii_lowercase())
                 .collect();
             pix_no_esmtp = words.iter().any(|w| w == "disable_esmtp");
-            let old_enough = arrival
-                .and_then(|a| std::time::SystemTime::now().duration_since(a).ok())
-                .is_some_and(|age| age >= params.pix_threshold);
+            // Old enough for delay_dotcrlf: Postfix compares whole seconds, arrival <=
+            // now - smtp_pix_workaround_threshold_time.
+            let secs = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i128::from(d.as_secs()))
+            };
+            let old_enough = arrival.is_some_and(|a| {
+                secs(a)
+                    <= secs(std::time::SystemTime::now())
+                        - i128::from(params.pix_threshold.as_secs())
+            });
             self.pix_delay_dotcrlf = words.iter().any(|w| w == "delay_dotcrlf") && old_enough;
             let mut on = Vec::new();
             if pix_no_esmtp {
@@ -546,7 +566,10 @@ impl Session {
             if self.pix_delay_dotcrlf {
                 on.push("delay_dotcrlf");
             }
-            if !on.is_empty() {
+            // Postfix logs this whenever the setting is not empty, even when nothing is
+            // left to enable ("enabling PIX workarounds:  for ..." for fresh mail with
+            // only delay_dotcrlf).
+            if !words.is_empty() {
                 log::info(&format!(
                     "{queue_id}: enabling PIX workarounds: {} for {}",
                     on.join(" "),

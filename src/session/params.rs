@@ -22,7 +22,12 @@ pub struct Params {
     pub data_done_timeout: Duration,
     pub rset_timeout: Duration,
     pub quit_timeout: Duration,
+    /// smtp_per_request_deadline (formerly smtp_per_record_deadline): each phase's timeout
+    /// is a deadline for all its I/O, not a limit per system call.
     pub per_record_deadline: bool,
+    /// smtp_min_data_rate: with the deadline, the message body earns one second per this
+    /// many bytes sent.
+    pub min_data_rate: u64,
     pub always_send_ehlo: bool,
     pub never_send_ehlo: bool,
     pub skip_5xx_greeting: bool,
@@ -102,6 +107,7 @@ impl Default for Params {
             rset_timeout: Duration::from_secs(20),
             quit_timeout: Duration::from_secs(300),
             per_record_deadline: false,
+            min_data_rate: 500,
             always_send_ehlo: true,
             never_send_ehlo: false,
             skip_5xx_greeting: true,
@@ -172,6 +178,7 @@ impl Params {
             rset_timeout: cfg.time("smtp_rset_timeout"),
             quit_timeout: cfg.time("smtp_quit_timeout"),
             per_record_deadline: cfg.bool("smtp_per_request_deadline"),
+            min_data_rate: u64::try_from(cfg.int("smtp_min_data_rate").max(1)).unwrap_or(1),
             always_send_ehlo: cfg.bool("smtp_always_send_ehlo"),
             never_send_ehlo: cfg.bool("smtp_never_send_ehlo"),
             skip_5xx_greeting: cfg.bool("smtp_skip_5xx_greeting"),

@@ -250,7 +250,9 @@ impl Session {
             credentials: &creds,
             while_,
         };
-        self.conn.set_timeout(params.helo_timeout);
+        // AUTH runs on in the EHLO phase, under smtp_helo_timeout as already set: Postfix
+        // does not restart the stream timer for it, which matters with
+        // smtp_per_request_deadline (greeting, EHLO and AUTH share one deadline).
         let peer = self.peer.clone();
         let pipelining = self.caps.pipelining;
         let lmtp = self.lmtp;

@@ -55,6 +55,8 @@ usage: outpost sink [options] LISTEN
                         REPLY: \"CODE text\" (lines separated by \\n), or one of
                                disconnect hang garbage longline badcode bare-lf
   --delay SPEC          SELECTOR=DURATION (e.g. rcpt=500ms), repeatable
+  --line-delay SPEC     SELECTOR=DURATION: pause before each line after the
+                        first of a multi-line reply (a trickling server)
   --auth-user USER      accept SMTP AUTH for this user (offers AUTH)
   --auth-pass PASS      the password for --auth-user (default empty)
   --auth-mechs LIST     mechanisms to offer (default
@@ -152,6 +154,7 @@ fn options() -> getopts::Options {
     o.optopt("", "raw-dir", "wire log directory", "DIR");
     o.optmulti("", "reply", "scripted reply", "SPEC");
     o.optmulti("", "delay", "scripted delay", "SPEC");
+    o.optmulti("", "line-delay", "pause between reply lines", "SPEC");
     o.optopt("", "auth-user", "AUTH user", "USER");
     o.optopt("", "auth-pass", "AUTH password", "PASS");
     o.optopt("", "auth-mechs", "AUTH mechanisms", "LIST");
@@ -295,6 +298,11 @@ impl SinkConfig {
             cfg.script
                 .add_delay(&spec)
                 .map_err(|e| format!("--delay: {e}"))?;
+        }
+        for spec in m.opt_strs("line-delay") {
+            cfg.script
+                .add_line_delay(&spec)
+                .map_err(|e| format!("--line-delay: {e}"))?;
         }
         Ok(Some(cfg))
     }

@@ -326,6 +326,8 @@ fn split_spec<T>(
 pub struct Script {
     replies: Vec<(Selector, Reply)>,
     delays: Vec<(Selector, Duration)>,
+    /// Pauses between the lines of a multi-line reply (`--line-delay`).
+    line_delays: Vec<(Selector, Duration)>,
 }
 
 impl Script {
@@ -343,9 +345,16 @@ impl Script {
         Ok(())
     }
 
+    /// Adds a `--line-delay` spec.
+    pub fn add_line_delay(&mut self, spec: &str) -> Result<(), String> {
+        let (sel, d) = split_spec(spec, parse_duration)?;
+        self.line_delays.push((sel, d));
+        Ok(())
+    }
+
     /// True if no spec was given.
     pub fn is_empty(&self) -> bool {
-        self.replies.is_empty() && self.delays.is_empty()
+        self.replies.is_empty() && self.delays.is_empty() && self.line_delays.is_empty()
     }
 
     /// Scripted reply for this point, if any.
@@ -356,6 +365,11 @@ impl Script {
     /// Scripted delay for this point, if any.
     pub fn delay(&self, phase: Phase, addr: Option<&str>, nth: u64) -> Option<Duration> {
         best(&self.delays, phase, addr, nth).copied()
+    }
+
+    /// Scripted pause before each line after the first of a reply, if any.
+    pub fn line_delay(&self, phase: Phase, addr: Option<&str>, nth: u64) -> Option<Duration> {
+        best(&self.line_delays, phase, addr, nth).copied()
     }
 }
 
@@ -494,5 +508,12 @@ mod tests {
             Some(Duration::from_millis(100))
         );
         assert!(s.add_delay("dot=soon").is_err());
+        s.add_line_delay("mail=250ms").unwrap();
+        assert_eq!(
+            s.line_delay(Phase::Mail, None, 1),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(s.delay(Phase::Mail, None, 1), None);
+        assert!(s.add_line_delay("mail=later").is_err());
     }
 }

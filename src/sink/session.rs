@@ -298,6 +298,22 @@ impl Session<'_> {
         self.write_raw(&l.to_wire("\r\n"))
     }
 
+    /// Sends a reply line by line, pausing `gap` before each line after the first
+    /// (`--line-delay`): each line leaves on its own.
+    fn send_trickled(&mut self, l: &Lines, gap: Option<Duration>) -> io::Result<()> {
+        let Some(gap) = gap else {
+            return self.send(l);
+        };
+        for (i, line) in l.lines.iter().enumerate() {
+            if i > 0 {
+                self.wr.flush()?;
+                self.sleep(gap);
+            }
+            self.write_raw(format!("{line}\r\n").as_bytes())?;
+        }
+        Ok(())
+    }
+
     /// Sends an unscripted reply and continues.
     fn error(&mut self, code: u16, text: &str) -> io::Result<Flow> {
         self.send(&Lines::one(code, text))?;
@@ -328,13 +344,14 @@ impl Session<'_> {
         if let Some(d) = script.delay(phase, addr, nth) {
             self.sleep(d);
         }
+        let gap = script.line_delay(phase, addr, nth);
         match script.reply(phase, addr, nth) {
             None => {
-                self.send(&def)?;
+                self.send_trickled(&def, gap)?;
                 Ok(Sent::Code(def.code))
             }
             Some(Reply::Text(l)) => {
-                self.send(l)?;
+                self.send_trickled(l, gap)?;
                 Ok(Sent::Code(l.code))
             }
             Some(Reply::BareLf) => {
