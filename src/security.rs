@@ -129,32 +129,29 @@ fn tlsmgr_socket(cfg: &Config) -> Option<std::path::PathBuf> {
 /// Where TLS sessions are cached. Under master (or with a reachable Postfix instance),
 /// tlsmgr(8) decides, from its own smtp_tls_session_cache_database, and the cache is
 /// shared with every other smtp/lmtp process; otherwise sessions stay in this process,
-/// when smtp_tls_session_cache_database is set.
-fn session_cache(cfg: &Config, tls: &Settings) -> Option<crate::tls::session_cache::CacheSetup> {
-    use crate::tls::session_cache::{CacheSetup, MemoryStore};
-    let cache_type = if cfg
-        .name_for("smtp_tls_session_cache_database")
-        .starts_with("lmtp")
-    {
-        "lmtp"
-    } else {
-        "smtp"
-    };
-    if let Some(path) = tlsmgr_socket(cfg) {
-        let mut client =
-            crate::postfix::tlsmgr::TlsmgrClient::new(path, cache_type, cfg.time("ipc_timeout"));
-        return client.policy().map(|timeout| CacheSetup {
-            store: Box::new(client),
-            cache_type: cache_type.into(),
-            timeout,
-        });
+/// when smtp_tls_session_cache_database is set. `tlsmgr`: its socket, when one answered.
+fn session_cache(
+    cfg: &Config,
+    tls: &Settings,
+    tlsmgr: Option<&std::path::Path>,
+    cache_type: &str,
+) -> Option<crate::tls::session_cache::CacheSetup> {
+    use crate::tls::session_cache::CacheSetup;
+    match tlsmgr {
+        Some(path) => {
+            let mut client = crate::postfix::tlsmgr::TlsmgrClient::new(
+                path.to_path_buf(),
+                cache_type,
+                cfg.time("ipc_timeout"),
+            );
+            client.policy().map(|timeout| CacheSetup {
+                store: Box::new(client),
+                cache_type: cache_type.into(),
+                timeout,
+            })
+        }
+        None => CacheSetup::in_process(tls.session_cache_timeout, cache_type),
     }
-    let timeout = tls.session_cache_timeout;
-    (!timeout.is_zero()).then(|| CacheSetup {
-        store: Box::new(MemoryStore::new(timeout)),
-        cache_type: cache_type.into(),
-        timeout,
-    })
 }
 
 impl Security {
@@ -196,15 +193,25 @@ impl Security {
         // Postfix sets up its TLS engine only when TLS can be used at all.
         let wanted = tls.level > Level::None || tls_policy.is_some() || tls_per_site.is_some();
         let tls_ctx = if wanted {
-            match ClientContext::new_with_cache(&tls, session_cache(cfg, &tls)) {
-                Ok(c) => Some(match tlsmgr_socket(cfg) {
+            let tlsmgr = tlsmgr_socket(cfg);
+            let cache_type = if cfg
+                .name_for("smtp_tls_session_cache_database")
+                .starts_with("lmtp")
+            {
+                "lmtp"
+            } else {
+                "smtp"
+            };
+            let cache = session_cache(cfg, &tls, tlsmgr.as_deref(), cache_type);
+            match ClientContext::new_with_cache(&tls, cache) {
+                Ok(c) => Some(match tlsmgr {
                     // Postfix adds tlsmgr's entropy to OpenSSL's at start-up and before
                     // each handshake. (Without tlsmgr it would disable TLS; OpenSSL 3
                     // seeds itself, so we go on.)
                     Some(path) => {
                         let mut m = crate::postfix::tlsmgr::TlsmgrClient::new(
                             path,
-                            "smtp",
+                            cache_type,
                             cfg.time("ipc_timeout"),
                         );
                         let n = usize::try_from(cfg.int("tls_daemon_random_bytes")).unwrap_or(32);

@@ -629,6 +629,44 @@ impl<W: Write> AttrWriter<W> {
     }
 }
 
+/// An open connection to a Postfix service that speaks the attribute protocol: the
+/// reader (past the server's protocol announcement), the writer, and the socket itself
+/// (for descriptor passing).
+pub struct ServiceConn {
+    pub reader: AttrReader<io::BufReader<std::os::unix::net::UnixStream>>,
+    pub writer: AttrWriter<std::os::unix::net::UnixStream>,
+    pub sock: std::os::unix::net::UnixStream,
+}
+
+impl ServiceConn {
+    /// Connects to `path` with `timeout` on each read and write, and checks that the
+    /// server announces protocol `proto`. `Err` says what failed, for a warning.
+    pub fn connect(
+        path: &std::path::Path,
+        timeout: std::time::Duration,
+        proto: &str,
+    ) -> Result<ServiceConn, String> {
+        let sock = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+            format!(
+                "connect to {}: {}",
+                path.display(),
+                crate::log::strerror(&e)
+            )
+        })?;
+        let _ = sock.set_read_timeout(Some(timeout));
+        let _ = sock.set_write_timeout(Some(timeout));
+        let r = sock.try_clone().map_err(|e| e.to_string())?;
+        let w = sock.try_clone().map_err(|e| e.to_string())?;
+        let mut reader = AttrReader::new(io::BufReader::new(r));
+        reader.expect_protocol(proto).map_err(|e| e.to_string())?;
+        Ok(ServiceConn {
+            reader,
+            writer: AttrWriter::new(w),
+            sock,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,11 +10,11 @@
 //! life of the process with "disabling connection caching": caching is an optimisation,
 //! never a reason to delay mail.
 
-use super::attr::{AttrReader, AttrWriter};
+use super::attr::ServiceConn;
 use crate::log;
 use crate::session::reuse::{Cached, ConnCache};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
-use std::io::{BufReader, IoSlice, IoSliceMut};
+use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -24,11 +24,7 @@ const PROTO: &str = "connection_cache_protocol";
 /// Tries per request before the cache is given up (Postfix's SCACHE_MAX_TRIES).
 const MAX_TRIES: usize = 2;
 
-struct Channel {
-    reader: AttrReader<BufReader<UnixStream>>,
-    writer: AttrWriter<UnixStream>,
-    sock: UnixStream,
-}
+type Channel = ServiceConn;
 
 pub struct ScacheClient {
     path: PathBuf,
@@ -62,20 +58,7 @@ impl ScacheClient {
 
     fn channel(&mut self) -> Res<&mut Channel> {
         if self.chan.is_none() {
-            let sock = UnixStream::connect(&self.path).map_err(|e| {
-                format!("connect to {}: {}", self.path.display(), log::strerror(&e))
-            })?;
-            let _ = sock.set_read_timeout(Some(self.timeout));
-            let _ = sock.set_write_timeout(Some(self.timeout));
-            let r = sock.try_clone().map_err(|e| e.to_string())?;
-            let w = sock.try_clone().map_err(|e| e.to_string())?;
-            let mut reader = AttrReader::new(BufReader::new(r));
-            reader.expect_protocol(PROTO).map_err(|e| e.to_string())?;
-            self.chan = Some(Channel {
-                reader,
-                writer: AttrWriter::new(w),
-                sock,
-            });
+            self.chan = Some(ServiceConn::connect(&self.path, self.timeout, PROTO)?);
         }
         self.chan.as_mut().ok_or_else(|| "no channel".to_string())
     }
@@ -251,7 +234,9 @@ impl ConnCache for ScacheClient {
 
 #[cfg(test)]
 mod tests {
+    use super::super::attr::{AttrReader, AttrWriter};
     use super::*;
+    use std::io::BufReader;
     use std::io::{Read, Write};
     use std::os::unix::net::UnixListener;
 

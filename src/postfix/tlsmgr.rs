@@ -7,20 +7,15 @@
 //! Postfix, any failure only costs a full handshake: it is never a reason to delay mail.
 //! The connection is kept between requests and reopened once after a failure.
 
-use super::attr::{AttrReader, AttrWriter};
+use super::attr::ServiceConn;
 use crate::tls::session_cache::SessionStore;
-use std::io::BufReader;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
 const PROTO: &str = "tlsmgr_protocol";
 const STAT_OK: i32 = 0;
 
-struct Channel {
-    reader: AttrReader<BufReader<UnixStream>>,
-    writer: AttrWriter<UnixStream>,
-}
+type Channel = ServiceConn;
 
 pub struct TlsmgrClient {
     path: PathBuf,
@@ -49,19 +44,26 @@ impl TlsmgrClient {
 
     fn channel(&mut self) -> Res<&mut Channel> {
         if self.chan.is_none() {
-            let sock = UnixStream::connect(&self.path)
-                .map_err(|e| format!("connect to {}: {e}", self.path.display()))?;
-            let _ = sock.set_read_timeout(Some(self.timeout));
-            let _ = sock.set_write_timeout(Some(self.timeout));
-            let r = sock.try_clone().map_err(e2s)?;
-            let mut reader = AttrReader::new(BufReader::new(r));
-            reader.expect_protocol(PROTO).map_err(e2s)?;
-            self.chan = Some(Channel {
-                reader,
-                writer: AttrWriter::new(sock),
-            });
+            self.chan = Some(ServiceConn::connect(&self.path, self.timeout, PROTO)?);
         }
         self.chan.as_mut().ok_or_else(|| "no channel".to_string())
+    }
+
+    /// Starts a request about a cache entry: request name, our cache type and, for
+    /// entry requests, the session name.
+    fn head(ch: &mut Channel, request: &str, cache_type: &str, id: Option<&str>) -> Res<()> {
+        ch.writer.str("request", request).map_err(e2s)?;
+        ch.writer.str("cache_type", cache_type).map_err(e2s)?;
+        if let Some(id) = id {
+            ch.writer.str("cache_id", id).map_err(e2s)?;
+        }
+        Ok(())
+    }
+
+    /// Ends a request and sends it.
+    fn send(ch: &mut Channel) -> Res<()> {
+        ch.writer.end().map_err(e2s)?;
+        ch.writer.flush().map_err(e2s)
     }
 
     /// One request, retried once on a fresh connection (a kept connection may have been
@@ -82,8 +84,7 @@ impl TlsmgrClient {
         let (status, data) = self.call(|ch| {
             ch.writer.str("request", "seed").map_err(e2s)?;
             ch.writer.int("size", size).map_err(e2s)?;
-            ch.writer.end().map_err(e2s)?;
-            ch.writer.flush().map_err(e2s)?;
+            Self::send(ch)?;
             let status = ch.reader.expect_int("status").map_err(e2s)?;
             let data = ch.reader.expect_data("seed").map_err(e2s)?;
             ch.reader.expect_end().map_err(e2s)?;
@@ -96,10 +97,8 @@ impl TlsmgrClient {
     pub fn policy(&mut self) -> Option<Duration> {
         let ct = self.cache_type.clone();
         let (status, cachable, timeout) = self.call(|ch| {
-            ch.writer.str("request", "policy").map_err(e2s)?;
-            ch.writer.str("cache_type", &ct).map_err(e2s)?;
-            ch.writer.end().map_err(e2s)?;
-            ch.writer.flush().map_err(e2s)?;
+            Self::head(ch, "policy", &ct, None)?;
+            Self::send(ch)?;
             let status = ch.reader.expect_int("status").map_err(e2s)?;
             let cachable = ch.reader.expect_int("cachable").map_err(e2s)?;
             let timeout = ch.reader.expect_int("timeout").map_err(e2s)?;
@@ -115,11 +114,8 @@ impl SessionStore for TlsmgrClient {
     fn lookup(&mut self, id: &str) -> Option<Vec<u8>> {
         let ct = self.cache_type.clone();
         let (status, data) = self.call(|ch| {
-            ch.writer.str("request", "lookup").map_err(e2s)?;
-            ch.writer.str("cache_type", &ct).map_err(e2s)?;
-            ch.writer.str("cache_id", id).map_err(e2s)?;
-            ch.writer.end().map_err(e2s)?;
-            ch.writer.flush().map_err(e2s)?;
+            Self::head(ch, "lookup", &ct, Some(id))?;
+            Self::send(ch)?;
             let status = ch.reader.expect_int("status").map_err(e2s)?;
             let data = ch.reader.expect_data("session").map_err(e2s)?;
             ch.reader.expect_end().map_err(e2s)?;
@@ -131,12 +127,9 @@ impl SessionStore for TlsmgrClient {
     fn update(&mut self, id: &str, session: &[u8]) {
         let ct = self.cache_type.clone();
         let _ = self.call(|ch| {
-            ch.writer.str("request", "update").map_err(e2s)?;
-            ch.writer.str("cache_type", &ct).map_err(e2s)?;
-            ch.writer.str("cache_id", id).map_err(e2s)?;
+            Self::head(ch, "update", &ct, Some(id))?;
             ch.writer.data("session", session).map_err(e2s)?;
-            ch.writer.end().map_err(e2s)?;
-            ch.writer.flush().map_err(e2s)?;
+            Self::send(ch)?;
             ch.reader.expect_int("status").map_err(e2s)?;
             ch.reader.expect_end().map_err(e2s)
         });
@@ -145,11 +138,8 @@ impl SessionStore for TlsmgrClient {
     fn delete(&mut self, id: &str) {
         let ct = self.cache_type.clone();
         let _ = self.call(|ch| {
-            ch.writer.str("request", "delete").map_err(e2s)?;
-            ch.writer.str("cache_type", &ct).map_err(e2s)?;
-            ch.writer.str("cache_id", id).map_err(e2s)?;
-            ch.writer.end().map_err(e2s)?;
-            ch.writer.flush().map_err(e2s)?;
+            Self::head(ch, "delete", &ct, Some(id))?;
+            Self::send(ch)?;
             ch.reader.expect_int("status").map_err(e2s)?;
             ch.reader.expect_end().map_err(e2s)
         });

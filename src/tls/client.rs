@@ -16,7 +16,7 @@ use super::fprint;
 use super::grade;
 use super::policy::logmask;
 use super::policy::{Level, Policy, Settings};
-use super::session_cache::{self, CacheSetup, MemoryStore, SessionStore};
+use super::session_cache::{self, CacheSetup, SessionStore};
 use crate::log::Level as LogLevel;
 use crate::session::conn::Stream;
 use foreign_types::{ForeignType, ForeignTypeRef};
@@ -507,12 +507,7 @@ impl ClientContext {
     /// mandatory levels, plaintext otherwise). Warnings about a usable set-up are logged
     /// here.
     pub fn new(settings: &Settings) -> Result<ClientContext, SetupLog> {
-        let timeout = settings.session_cache_timeout.min(MAX_CACHE_TIMEOUT);
-        let cache = (!timeout.is_zero()).then(|| CacheSetup {
-            store: Box::new(MemoryStore::new(timeout)),
-            cache_type: "smtp".into(),
-            timeout,
-        });
+        let cache = CacheSetup::in_process(settings.session_cache_timeout, "smtp");
         ClientContext::new_with_cache(settings, cache)
     }
 
@@ -1056,16 +1051,7 @@ fn dane_match_line(ssl: &SslRef, namaddr: &str, level: Level) -> Option<String> 
             std::slice::from_raw_parts(data, dlen).to_vec()
         }
     };
-    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02X}")).collect::<String>();
-    let shown = if bytes.len() > 64 {
-        format!(
-            "{}...{}",
-            hex(&bytes[..32]),
-            hex(&bytes[bytes.len() - 32..])
-        )
-    } else {
-        hex(&bytes)
-    };
+    let shown = super::dane::hex_dump(&bytes);
     Some(if level == Level::Fingerprint {
         format!("{namaddr}: Matched fingerprint: {shown}")
     } else {

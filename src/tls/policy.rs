@@ -146,23 +146,6 @@ impl Policy {
             conn_reuse,
         }
     }
-
-    /// A stable text naming everything that affects trust, for keying the session cache
-    /// (a resumed session skips certificate checks, so it must never cross policies).
-    pub fn cache_key(&self) -> String {
-        let tlsa: Vec<String> = self.tlsa.iter().map(TlsaRecord::display).collect();
-        format!(
-            "{}&{}&{}&{}&{}&{}&{}&{}",
-            self.level.name(),
-            self.protocols,
-            self.grade,
-            self.exclusions,
-            self.match_names.join(","),
-            tlsa.join(","),
-            self.dane_base.as_deref().unwrap_or(""),
-            self.sni
-        )
-    }
 }
 
 /// The outcome of policy resolution, with Postfix's warnings to log (msg_warn).

@@ -73,6 +73,18 @@ pub struct CacheSetup {
     pub timeout: Duration,
 }
 
+impl CacheSetup {
+    /// Sessions kept in this process for `timeout`; none when it is zero (no
+    /// smtp_tls_session_cache_database).
+    pub fn in_process(timeout: Duration, cache_type: &str) -> Option<CacheSetup> {
+        (!timeout.is_zero()).then(|| CacheSetup {
+            store: Box::new(MemoryStore::new(timeout)),
+            cache_type: cache_type.into(),
+            timeout,
+        })
+    }
+}
+
 /// The first part of a session name, as Postfix's smtp builds it: service, nexthop as
 /// given, server host name and address, each followed by `&` (a value holding `&` is
 /// base64-encoded; an empty one is left empty).
