@@ -313,7 +313,11 @@ impl Tx<'_, '_, '_> {
                     log::warn(&format!(
                         "server {} violates {} policy",
                         self.sess.peer.namaddr(),
-                        p_name(self.dl.params.lmtp, "tls_block_early_mail_reply")
+                        if self.dl.params.lmtp {
+                            "lmtp_tls_block_early_mail_reply"
+                        } else {
+                            "smtp_tls_block_early_mail_reply"
+                        }
                     ));
                     self.mail_rejected = true;
                     self.sess.usable = false;
@@ -754,9 +758,4 @@ pub fn run(sess: &mut Session, dl: &mut Delivery, content: &mut dyn Content, bod
         addresses: Vec::new(),
     };
     tx.run(content, body);
-}
-
-/// A parameter's name in this mode (smtp_... or lmtp_...).
-fn p_name(lmtp: bool, suffix: &str) -> String {
-    format!("{}_{suffix}", if lmtp { "lmtp" } else { "smtp" })
 }
